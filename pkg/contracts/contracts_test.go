@@ -34,7 +34,7 @@ func TestCopiesMatchShared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n < 20 {
+	if n < 19 {
 		t.Fatalf("expected the contract files to be embedded, found %d", n)
 	}
 }
