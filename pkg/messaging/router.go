@@ -34,6 +34,7 @@ type Router struct {
 	service string
 	log     zerolog.Logger
 	wlog    watermill.LoggerAdapter
+	metrics *routerMetrics
 	// InProcessRetries is how often a transient failure is retried before
 	// the message is nak'ed back to JetStream.
 	InProcessRetries int
@@ -46,7 +47,8 @@ func NewRouter(conn *nats.Conn, js jetstream.JetStream, pub *Publisher, service 
 	if err != nil {
 		return nil, err
 	}
-	return &Router{conn: conn, js: js, pub: pub, router: r, service: service, log: log, wlog: wlog, InProcessRetries: 2}, nil
+	return &Router{conn: conn, js: js, pub: pub, router: r, service: service, log: log, wlog: wlog,
+		metrics: newRouterMetrics(), InProcessRetries: 2}, nil
 }
 
 func maxLevel(a, b zerolog.Level) zerolog.Level {
@@ -149,7 +151,17 @@ func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handl
 func (r *Router) observe(spec ConsumerSpec, durable string, o handleOptions) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
+			start := time.Now()
 			out, err := h(msg)
+			r.metrics.duration.WithLabelValues(durable).Observe(time.Since(start).Seconds())
+			switch {
+			case err == nil:
+				r.metrics.handled.WithLabelValues(durable, "ack").Inc()
+			case failure.ShouldNack(err):
+				r.metrics.handled.WithLabelValues(durable, "nak").Inc()
+			default:
+				r.metrics.handled.WithLabelValues(durable, "dead_letter").Inc()
+			}
 			if err == nil {
 				return out, nil
 			}

@@ -1,0 +1,247 @@
+// Package platform is the life of a service process: common configuration,
+// connecting to NATS and Postgres, provisioning, the health server, and a
+// graceful stop on SIGTERM. Each service's own wiring plugs into Serve.
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/pkg/messaging"
+	"github.com/leadflow/leadflow/pkg/storage"
+)
+
+// Common is the configuration every service shares (RUN.md).
+type Common struct {
+	Service     string
+	DatabaseURL string
+	NATSURL     string
+	LogLevel    string
+	HealthPort  int
+	DBMaxConns  int
+	Stream      messaging.StreamSettings
+}
+
+// LoadCommon reads the shared variables into l.
+func LoadCommon(l *config.Loader, service string) Common {
+	c := Common{Service: service}
+	c.DatabaseURL = l.Required("DATABASE_URL", "DB_URL")
+	c.NATSURL = l.Required("NATS_URL")
+	c.LogLevel = l.String("LOG_LEVEL", "info")
+	l.Check(logging.ValidLevel(c.LogLevel), "LOG_LEVEL must be one of trace, debug, info, warn, error")
+	c.HealthPort = l.Int("HEALTH_PORT", 0, 0, 65535)
+	c.DBMaxConns = l.Int("DB_MAX_CONNS", 16, 1, 1000)
+	def := messaging.DefaultStreamSettings()
+	c.Stream = messaging.StreamSettings{
+		MaxAge:     l.Duration("STREAM_MAX_AGE", def.MaxAge),
+		Duplicates: l.Duration("STREAM_DUPLICATE_WINDOW", def.Duplicates),
+		Replicas:   l.Int("STREAM_REPLICAS", 1, 1, 5),
+	}
+	l.Check(c.Stream.MaxAge > 0 && c.Stream.Duplicates > 0 && c.Stream.Duplicates <= c.Stream.MaxAge,
+		"STREAM_MAX_AGE and STREAM_DUPLICATE_WINDOW must be positive, the window no longer than the age")
+	return c
+}
+
+// Deps are the connections a service's wiring builds on.
+type Deps struct {
+	Service  string
+	Log      zerolog.Logger
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Pool     *pgxpool.Pool
+	Pub      *messaging.Publisher
+	Router   *messaging.Router
+	Registry *prometheus.Registry
+
+	consumers bool
+	servers   []*http.Server
+}
+
+// Connect dials NATS and Postgres, provisions the stream and migrates.
+func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
+	d := &Deps{Service: c.Service, Log: log, Registry: prometheus.NewRegistry()}
+	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var err error
+	if d.NC, err = messaging.Connect(c.NATSURL, "leadflow-"+c.Service, log); err != nil {
+		return nil, fmt.Errorf("connect NATS: %w", err)
+	}
+	if d.JS, err = jetstream.New(d.NC); err != nil {
+		d.Close()
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err = messaging.EnsureStream(pctx, d.JS, c.Stream); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if d.Pool, err = storage.Open(pctx, c.DatabaseURL, int32(c.DBMaxConns)); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err = storage.Migrate(pctx, d.Pool); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if d.Pub, err = messaging.NewPublisher(d.NC, logging.NewWatermill(log)); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if d.Router, err = messaging.NewRouter(d.NC, d.JS, d.Pub, c.Service, log); err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.Router.Instrument(d.Registry)
+	return d, nil
+}
+
+// Consume registers a handler on the router (and marks the router to run).
+func (d *Deps) Consume(ctx context.Context, spec messaging.ConsumerSpec, h messaging.HandlerFunc, opts ...messaging.HandleOption) error {
+	d.consumers = true
+	return d.Router.Handle(ctx, spec, h, opts...)
+}
+
+// AddServer serves h on addr for the life of the process.
+func (d *Deps) AddServer(addr string, h http.Handler) {
+	d.servers = append(d.servers, &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second})
+}
+
+// Ready checks that NATS (JetStream answering) and Postgres are reachable.
+func (d *Deps) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var errs []error
+	if d.NC == nil || !d.NC.IsConnected() {
+		errs = append(errs, errors.New("nats: not connected"))
+	} else if _, err := d.JS.AccountInfo(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("jetstream: %w", err))
+	}
+	if d.Pool == nil {
+		errs = append(errs, errors.New("postgres: no pool"))
+	} else if err := d.Pool.Ping(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("postgres: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// HealthRoutes mounts /health, /ready and /metrics on r.
+func (d *Deps) HealthRoutes(r chi.Router) {
+	r.Get("/health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	r.Get("/ready", func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := d.Ready(req.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, `{"status":"unavailable","error":%q}`, err.Error())
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}`))
+	})
+	r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
+}
+
+// Close releases the connections.
+func (d *Deps) Close() {
+	if d.NC != nil {
+		_ = d.NC.Drain()
+	}
+	if d.Pool != nil {
+		d.Pool.Close()
+	}
+}
+
+// Serve runs a service until SIGTERM/SIGINT and returns the exit code:
+// 0 after a clean stop, 1 when it could not start or failed.
+func Serve(c Common, setup func(ctx context.Context, d *Deps) error) int {
+	log := logging.New(c.Service, c.LogLevel, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d, err := Connect(ctx, c, log)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	defer d.Close()
+	if err := setup(ctx, d); err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+	if c.HealthPort > 0 {
+		r := chi.NewRouter()
+		d.HealthRoutes(r)
+		d.AddServer(fmt.Sprintf(":%d", c.HealthPort), r)
+	}
+	return d.run(ctx)
+}
+
+func (d *Deps) run(ctx context.Context) int {
+	failed := make(chan error, len(d.servers)+1)
+	for _, srv := range d.servers {
+		ln, err := net.Listen("tcp", srv.Addr)
+		if err != nil {
+			d.Log.Error().Err(err).Str("addr", srv.Addr).Msg("cannot listen")
+			return 1
+		}
+		d.Log.Info().Str("addr", ln.Addr().String()).Msg("http listening")
+		go func(srv *http.Server) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				failed <- err
+			}
+		}(srv)
+	}
+	if d.consumers {
+		go func() {
+			if err := d.Router.Run(context.Background()); err != nil {
+				failed <- err
+			}
+		}()
+		<-d.Router.Running()
+	}
+	d.Log.Info().Msg("started")
+	code := 0
+	select {
+	case <-ctx.Done():
+		d.Log.Info().Msg("stopping")
+	case err := <-failed:
+		d.Log.Error().Err(err).Msg("failed")
+		code = 1
+	}
+	// Stop taking new work, then finish (or nak) what is in flight; RUN.md
+	// allows 10 s in all.
+	sctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	for _, srv := range d.servers {
+		_ = srv.Shutdown(sctx)
+	}
+	if d.consumers {
+		_ = d.Router.Close()
+	}
+	d.Log.Info().Msg("stopped")
+	return code
+}
+
+// ExitOnConfigError prints a configuration error and returns exit code 2.
+func ExitOnConfigError(service string, err error) int {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", service, err)
+	return 2
+}

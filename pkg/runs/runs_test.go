@@ -1,0 +1,61 @@
+package runs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/failure"
+	"github.com/leadflow/leadflow/pkg/storage"
+	"github.com/leadflow/leadflow/pkg/testinfra"
+)
+
+func TestRecordIsIdempotentAndBuildsTheTrace(t *testing.T) {
+	ctx := context.Background()
+	pool := testinfra.NewPool(t, testinfra.NewDatabase(t))
+	if err := storage.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	s := New(pool)
+	if _, err := s.Trace(ctx, "lead1"); !failure.Is(err, failure.KindNotFound) {
+		t.Fatalf("unknown lead: %v", err)
+	}
+	rec, _ := events.NewReceived("lead1", events.SourceWebhook, "k", events.LeadReceived{Action: "on_create_lead"})
+	if err := StartRun(ctx, pool, rec); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := events.New(events.TypeResolved, &rec, events.LeadResolved{})
+	two, one := 2, 1
+	for i := 0; i < 2; i++ { // redelivery
+		if err := Record(ctx, pool, res, Outcome{Stage: StageResolved, Outcome: "same_person", Detail: map[string]any{"persons": 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enr, _ := events.New(events.TypeEnriched, &rec, events.LeadEnriched{})
+	if err := Record(ctx, pool, enr, Outcome{Stage: StageEnriched, Outcome: "ok", CPFs: &two, Entities: &one}); err != nil {
+		t.Fatal(err)
+	}
+	not, _ := events.New(events.TypeNotified, &rec, events.LeadNotified{})
+	if err := Record(ctx, pool, not, Outcome{Stage: StageNotified, Outcome: "sent"}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := s.Trace(ctx, "lead1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Runs) != 1 || len(tr.Steps) != 3 {
+		t.Fatalf("trace = %+v", tr)
+	}
+	run := tr.Runs[0]
+	if run.Status != StageNotified || run.CPFsProcessed != 2 || run.EntitiesStored != 1 || run.FinishedAt == nil {
+		t.Fatalf("run = %+v", run)
+	}
+	latest, err := LatestLiveRun(ctx, pool, "lead1", time.Now().Add(-time.Minute))
+	if err != nil || latest == nil || latest.RunID != rec.RunID {
+		t.Fatalf("latest = %+v, %v", latest, err)
+	}
+	if old, _ := LatestLiveRun(ctx, pool, "lead1", time.Now().Add(time.Minute)); old != nil {
+		t.Fatal("a finished run outside the window must not count")
+	}
+}
