@@ -129,12 +129,15 @@ func (s *Store) GetRun(ctx context.Context, runID string) (*Run, error) {
 	return &r, nil
 }
 
-// LatestLiveRun returns the newest non-replay run of a lead started after
-// since, or nil.
+// LatestLiveRun returns the newest non-replay run of a lead that is in flight
+// (unfinished and started within the last hour, so a run lost to the
+// dead-letter subject does not block the lead forever) or that started or
+// finished after since; nil when there is none.
 func LatestLiveRun(ctx context.Context, db DB, leadID string, since time.Time) (*Run, error) {
 	var r Run
 	err := db.QueryRow(ctx, `SELECT run_id, source, status, started_at, finished_at FROM pipeline.lead_runs
-		WHERE lead_id = $1 AND replay_id IS NULL AND (started_at >= $2 OR finished_at IS NULL OR finished_at >= $2)
+		WHERE lead_id = $1 AND replay_id IS NULL
+		  AND (started_at >= $2 OR finished_at >= $2 OR (finished_at IS NULL AND started_at >= now() - interval '1 hour'))
 		ORDER BY started_at DESC LIMIT 1`, leadID, since).Scan(&r.RunID, &r.Source, &r.Status, &r.StartedAt, &r.FinishedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil

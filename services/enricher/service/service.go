@@ -1,0 +1,86 @@
+// Package service wires the enricher: configuration, clients, handlers.
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/coredb"
+	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/messaging"
+	"github.com/leadflow/leadflow/pkg/platform"
+	"github.com/leadflow/leadflow/pkg/upstreams"
+	"github.com/leadflow/leadflow/services/enricher/adapters"
+	"github.com/leadflow/leadflow/services/enricher/app"
+	"github.com/leadflow/leadflow/services/enricher/ports"
+)
+
+// Name is the service name in logs, metrics and durable consumer names.
+const Name = "enricher"
+
+// Config is the enricher's environment.
+type Config struct {
+	Common           platform.Common
+	WorkAPI          upstreams.WorkAPIConfig
+	IncomeMultiplier decimal.Decimal
+	ReuseTTL         time.Duration
+	CreditsPause     time.Duration
+	Workers          int
+}
+
+// LoadConfig reads the environment, naming every problem at once.
+func LoadConfig(l *config.Loader) (Config, error) {
+	c := Config{
+		Common:           platform.LoadCommon(l, Name),
+		WorkAPI:          upstreams.LoadWorkAPI(l),
+		IncomeMultiplier: l.Decimal("INCOME_MULTIPLIER", "1.9"),
+		ReuseTTL:         l.Duration("ENRICH_REUSE_TTL", 24*time.Hour),
+		CreditsPause:     l.Duration("ENRICH_CREDITS_PAUSE", 15*time.Minute),
+		Workers:          l.Int("ENRICHER_WORKERS", 32, 1, 1024),
+	}
+	return c, l.Err()
+}
+
+// Run is the process: it returns the exit code.
+func Run() int {
+	cfg, err := LoadConfig(config.New())
+	if err != nil {
+		return platform.ExitOnConfigError(Name, err)
+	}
+	return platform.Serve(cfg.Common, func(ctx context.Context, d *platform.Deps) error {
+		e, err := NewApplication(cfg, d)
+		if err != nil {
+			return err
+		}
+		return Register(ctx, d, e, cfg)
+	})
+}
+
+// NewApplication builds the use case on real clients.
+func NewApplication(cfg Config, d *platform.Deps) (*app.Enricher, error) {
+	api, err := cfg.WorkAPI.Client(d.Registry, &d.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &app.Enricher{
+		API:       adapters.WorkAPI{Client: api},
+		Payloads:  adapters.Payloads{Pool: d.Pool},
+		Writer:    adapters.Writer{Core: coredb.NewWriter(d.Pool, cfg.IncomeMultiplier)},
+		Store:     adapters.Store{Pool: d.Pool},
+		Publisher: d.Pub,
+		ReuseTTL:  cfg.ReuseTTL,
+		Metrics:   app.NewMetrics(d.Registry),
+		Log:       d.Log,
+	}, nil
+}
+
+// Register subscribes the enricher to lead.resolved. Running out of credits
+// pauses the consumer server-side instead of retrying into a wall.
+func Register(ctx context.Context, d *platform.Deps, e *app.Enricher, cfg Config) error {
+	spec := messaging.DefaultConsumerSpec(Name, events.SubjectResolved)
+	spec.Workers = cfg.Workers
+	return d.Consume(ctx, spec, ports.Handlers{Enricher: e}.LeadResolved, messaging.PauseConsumerOn(app.CreditsPause(cfg.CreditsPause)))
+}

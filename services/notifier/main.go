@@ -1,0 +1,13 @@
+// Command notifier posts the pt-BR summary of an enriched lead on the lead in
+// C2S, exactly once per lead event.
+package main
+
+import (
+	"os"
+
+	"github.com/leadflow/leadflow/services/notifier/service"
+)
+
+func main() {
+	os.Exit(service.Run())
+}

@@ -1,0 +1,84 @@
+// Package service wires the resolver: configuration, clients, handlers.
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/coredb"
+	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/messaging"
+	"github.com/leadflow/leadflow/pkg/platform"
+	"github.com/leadflow/leadflow/pkg/upstreams"
+	"github.com/leadflow/leadflow/services/resolver/adapters"
+	"github.com/leadflow/leadflow/services/resolver/app"
+	"github.com/leadflow/leadflow/services/resolver/ports"
+)
+
+// Name is the service name in logs, metrics and durable consumer names.
+const Name = "resolver"
+
+// Config is the resolver's environment.
+type Config struct {
+	Common        platform.Common
+	C2S           upstreams.C2SConfig
+	Diretrix      upstreams.DiretrixConfig
+	LookupTimeout time.Duration
+	Workers       int
+}
+
+// LoadConfig reads the environment, naming every problem at once.
+func LoadConfig(l *config.Loader) (Config, error) {
+	c := Config{
+		Common:        platform.LoadCommon(l, Name),
+		C2S:           upstreams.LoadC2S(l),
+		Diretrix:      upstreams.LoadDiretrix(l),
+		LookupTimeout: l.Duration("RESOLVER_LOOKUP_TIMEOUT", 20*time.Second),
+		Workers:       l.Int("RESOLVER_WORKERS", 32, 1, 1024),
+	}
+	return c, l.Err()
+}
+
+// Run is the process: it returns the exit code.
+func Run() int {
+	cfg, err := LoadConfig(config.New())
+	if err != nil {
+		return platform.ExitOnConfigError(Name, err)
+	}
+	return platform.Serve(cfg.Common, func(ctx context.Context, d *platform.Deps) error {
+		resolver, err := NewApplication(cfg, d)
+		if err != nil {
+			return err
+		}
+		return Register(ctx, d, resolver, cfg.Workers)
+	})
+}
+
+// NewApplication builds the use case on real clients. Component tests call
+// it with a Config pointing at the simulators.
+func NewApplication(cfg Config, d *platform.Deps) (*app.Resolver, error) {
+	port, err := cfg.C2S.Port(d.Registry, &d.Log)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := cfg.Diretrix.Client(d.Registry, &d.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &app.Resolver{
+		Directory:     adapters.Directory{Client: dir},
+		Records:       adapters.Records{Pool: d.Pool, Core: coredb.NewReader(d.Pool)},
+		Leads:         port,
+		Store:         adapters.Store{Pool: d.Pool},
+		Publisher:     d.Pub,
+		LookupTimeout: cfg.LookupTimeout,
+	}, nil
+}
+
+// Register subscribes the resolver to lead.received.
+func Register(ctx context.Context, d *platform.Deps, r *app.Resolver, workers int) error {
+	spec := messaging.DefaultConsumerSpec(Name, events.SubjectReceived)
+	spec.Workers = workers
+	return d.Consume(ctx, spec, ports.Handlers{Resolver: r}.LeadReceived)
+}
