@@ -172,10 +172,20 @@ func (d *Deps) Close() {
 
 // Serve runs a service until SIGTERM/SIGINT and returns the exit code:
 // 0 after a clean stop, 1 when it could not start or failed.
-func Serve(c Common, setup func(ctx context.Context, d *Deps) error) int {
+func Serve(c Common, setup Setup) int {
 	log := logging.New(c.Service, c.LogLevel, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	return RunContext(ctx, c, log, setup)
+}
+
+// Setup wires a service onto its connections: it registers consumers and
+// HTTP servers on d.
+type Setup func(ctx context.Context, d *Deps) error
+
+// RunContext runs a service until ctx ends; the local stack runs all four
+// services in one process this way.
+func RunContext(ctx context.Context, c Common, log zerolog.Logger, setup Setup) int {
 	d, err := Connect(ctx, c, log)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")

@@ -46,13 +46,18 @@ func Run() int {
 	if err != nil {
 		return platform.ExitOnConfigError(Name, err)
 	}
-	return platform.Serve(cfg.Common, func(ctx context.Context, d *platform.Deps) error {
+	return platform.Serve(cfg.Common, Setup(cfg))
+}
+
+// Setup wires the service onto its connections.
+func Setup(cfg Config) platform.Setup {
+	return func(ctx context.Context, d *platform.Deps) error {
 		n, err := NewApplication(cfg, d)
 		if err != nil {
 			return err
 		}
 		return Register(ctx, d, n, cfg)
-	})
+	}
 }
 
 // NewApplication builds the use case on real clients.

@@ -1,0 +1,133 @@
+package coredb
+
+// Every write statement takes the CPF as $1 and finds the entity again with
+// entityCTE. Under the per-CPF advisory lock and READ COMMITTED this always
+// names the same row, and it spares a client round trip to carry the id
+// from one statement to the next.
+
+// Oldest row wins; entity_id breaks created_at ties so readers and writers
+// agree on the same row.
+const entityCTE = `e AS (
+	SELECT entity_id FROM core.entities
+	WHERE national_id = $1 AND entity_type = 'person'
+	ORDER BY created_at, entity_id
+	LIMIT 1
+)`
+
+// A 64-bit key derived in SQL, so any other writer of core.entities can take
+// the same lock without sharing Go code.
+const sqlLock = `SELECT pg_advisory_xact_lock(hashtextextended('core.entity:' || $1::text, 0))`
+
+// $2 name, $3 canonical_name, $4 lead id (NULL = no lead).
+const sqlEntity = `WITH ` + entityCTE + `,
+upd AS (
+	UPDATE core.entities t SET
+		name = CASE WHEN coalesce(btrim(t.name), '') = '' AND $2::text IS NOT NULL THEN $2::text ELSE t.name END,
+		canonical_name = CASE WHEN coalesce(btrim(t.canonical_name), '') = '' AND $3::text IS NOT NULL THEN $3::text ELSE t.canonical_name END,
+		is_enriched = true,
+		enriched_at = now(),
+		updated_at = now(),
+		metadata = CASE WHEN $4::text IS NULL THEN t.metadata
+			ELSE coalesce(t.metadata, '{}'::jsonb) || jsonb_build_object('c2s_lead_id', $4::text) END
+	FROM e WHERE t.entity_id = e.entity_id
+	RETURNING t.entity_id
+),
+ins AS (
+	INSERT INTO core.entities (entity_type, national_id, name, canonical_name, is_enriched, enriched_at, data_source, metadata)
+	SELECT 'person', $1, $2::text, $3::text, true, now(), 'api',
+		CASE WHEN $4::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('c2s_lead_id', $4::text) END
+	WHERE NOT EXISTS (SELECT 1 FROM e)
+	RETURNING entity_id
+)
+SELECT entity_id::text, false FROM upd
+UNION ALL
+SELECT entity_id::text, true FROM ins`
+
+// $2 sex, $3 birth date (ISO), $4 nationality, $5 marital status,
+// $6 education level, $7 metadata. Existing columns win (COALESCE); the
+// metadata merge is existing || new, as DB.md says.
+const sqlProfile = `WITH ` + entityCTE + `
+INSERT INTO core.entity_profiles AS p (entity_id, sex, birth_date, nationality, marital_status, education_level, metadata)
+SELECT e.entity_id, $2::text, $3::text::date, $4::text, $5::text, $6::text, $7::text::jsonb FROM e
+ON CONFLICT (entity_id) DO UPDATE SET
+	sex = COALESCE(p.sex, EXCLUDED.sex),
+	birth_date = COALESCE(p.birth_date, EXCLUDED.birth_date),
+	nationality = COALESCE(p.nationality, EXCLUDED.nationality),
+	marital_status = COALESCE(p.marital_status, EXCLUDED.marital_status),
+	education_level = COALESCE(p.education_level, EXCLUDED.education_level),
+	metadata = p.metadata || EXCLUDED.metadata,
+	updated_at = now()`
+
+// $2 year, $3 income, $4 credit score, $5 risk, $6 metadata. Latest wins:
+// every value column is replaced, NULLs included.
+const sqlFinancial = `WITH ` + entityCTE + `,
+upd AS (
+	UPDATE core.entity_financials f SET
+		reported_income = $3::text::numeric,
+		credit_score = $4::int,
+		risk_score = $5::text::numeric,
+		source = 'api',
+		confidence = 'high',
+		metadata = $6::text::jsonb,
+		updated_at = now()
+	FROM e
+	WHERE f.entity_id = e.entity_id AND f.financial_year = $2::int AND f.financial_month IS NULL
+	RETURNING f.id
+)
+INSERT INTO core.entity_financials (entity_id, financial_year, financial_month, reported_income, credit_score, risk_score, source, confidence, metadata)
+SELECT e.entity_id, $2::int, NULL, $3::text::numeric, $4::int, $5::text::numeric, 'api', 'high', $6::text::jsonb
+FROM e WHERE NOT EXISTS (SELECT 1 FROM upd)`
+
+// Contacts: the arrays are the payload's entries in order, deduplicated. Only
+// ordinal 1 may become primary, and only if no primary existed before.
+// clock_timestamp() keeps the payload order visible in created_at.
+
+// $2 emails, $3 verified, $4 metadata.
+const sqlEmails = `WITH ` + entityCTE + `,
+had AS (SELECT EXISTS (SELECT 1 FROM core.entity_emails x JOIN e USING (entity_id) WHERE x.is_primary) AS has_primary),
+src AS (SELECT * FROM unnest($2::text[], $3::bool[], $4::text[]) WITH ORDINALITY AS s(email, verified, meta, ord))
+INSERT INTO core.entity_emails (entity_id, email, email_type, is_primary, is_verified, metadata, created_at)
+SELECT e.entity_id, s.email, 'personal', s.ord = 1 AND NOT had.has_primary, s.verified, s.meta::jsonb, clock_timestamp()
+FROM e CROSS JOIN had CROSS JOIN src s
+WHERE NOT EXISTS (SELECT 1 FROM core.entity_emails x WHERE x.entity_id = e.entity_id AND lower(x.email) = s.email)
+ORDER BY s.ord`
+
+// $2 phones, $3 types, $4 whatsapp, $5 carriers, $6 metadata.
+const sqlPhones = `WITH ` + entityCTE + `,
+had AS (SELECT EXISTS (SELECT 1 FROM core.entity_phones x JOIN e USING (entity_id) WHERE x.is_primary) AS has_primary),
+src AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bool[], $5::text[], $6::text[]) WITH ORDINALITY AS s(phone, phone_type, whatsapp, carrier, meta, ord))
+INSERT INTO core.entity_phones (entity_id, phone, phone_type, is_primary, is_whatsapp, carrier, metadata, created_at)
+SELECT e.entity_id, s.phone, s.phone_type, s.ord = 1 AND NOT had.has_primary, s.whatsapp, s.carrier, s.meta::jsonb, clock_timestamp()
+FROM e CROSS JOIN had CROSS JOIN src s
+WHERE NOT EXISTS (SELECT 1 FROM core.entity_phones x WHERE x.entity_id = e.entity_id AND x.phone = s.phone)
+ORDER BY s.ord`
+
+// $2..$9 street_type, street, number, complement, neighborhood, city, state,
+// zip_code. An address counts as linked when (street, number, zip digits)
+// match, legacy empty strings counting as NULL. Address ids are drawn in a
+// MATERIALIZED CTE so both inserts see the same ids.
+const sqlAddresses = `WITH ` + entityCTE + `,
+had AS (SELECT EXISTS (SELECT 1 FROM core.entity_addresses x JOIN e USING (entity_id) WHERE x.is_primary) AS has_primary),
+src AS (
+	SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+		WITH ORDINALITY AS s(street_type, street, number, complement, neighborhood, city, state, zip_code, ord)
+),
+todo AS MATERIALIZED (
+	SELECT gen_random_uuid() AS id, s.* FROM e CROSS JOIN src s
+	WHERE NOT EXISTS (
+		SELECT 1 FROM core.entity_addresses x JOIN core.addresses a ON a.id = x.address_id
+		WHERE x.entity_id = e.entity_id
+			AND coalesce(a.street, '') = coalesce(s.street, '')
+			AND coalesce(a.number, '') = coalesce(s.number, '')
+			AND regexp_replace(coalesce(a.zip_code, ''), '[^0-9]', '', 'g') = coalesce(s.zip_code, '')
+	)
+),
+addr AS (
+	INSERT INTO core.addresses (id, street_type, street, number, complement, neighborhood, city, state, zip_code, created_at)
+	SELECT id, street_type, street, number, complement, neighborhood, city, state, zip_code, clock_timestamp()
+	FROM todo ORDER BY ord
+)
+INSERT INTO core.entity_addresses (entity_id, address_id, address_type, is_primary, is_current, data_source, created_at)
+SELECT e.entity_id, t.id, 'residential', t.ord = 1 AND NOT had.has_primary, true, 'api', clock_timestamp()
+FROM e CROSS JOIN had CROSS JOIN todo t
+ORDER BY t.ord`

@@ -1,0 +1,261 @@
+// Package app holds ingest's use cases: turning webhooks and triggers into
+// lead.received events exactly once, and answering queries.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/brdata"
+	"github.com/leadflow/leadflow/pkg/c2s"
+	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/failure"
+	"github.com/leadflow/leadflow/pkg/runs"
+)
+
+// Statuses answered to callers.
+const (
+	StatusQueued    = "queued"
+	StatusDuplicate = "duplicate"
+	StatusIgnored   = "ignored"
+	StatusRecorded  = "recorded"
+)
+
+// Receipt is one webhook event as stored.
+type Receipt struct {
+	LeadID, UpdatedKey, Action, Status string
+	Payload                            json.RawMessage
+}
+
+// Tx is the unit of work the intake needs: everything it writes before a
+// publish commits only after JetStream stored the event.
+type Tx interface {
+	// AddReceipt stores a receipt; false when (lead, updated_key) exists.
+	AddReceipt(ctx context.Context, r Receipt) (bool, error)
+	SetReceiptEvent(ctx context.Context, leadID, updatedKey, status, eventID string) error
+	// LastContacts is what the resolver last resolved for the lead.
+	LastContacts(ctx context.Context, leadID string) (phone, email string, found bool, err error)
+	// LockLead serialises triggers of one lead until the unit ends.
+	LockLead(ctx context.Context, leadID string) error
+	LatestLiveRun(ctx context.Context, leadID string, since time.Time) (*runs.Run, error)
+	StartRun(ctx context.Context, env events.Envelope) error
+}
+
+// UnitOfWork runs fn in one transaction.
+type UnitOfWork interface {
+	Do(ctx context.Context, fn func(tx Tx) error) error
+}
+
+// Publisher publishes lead.received.
+type Publisher interface {
+	Publish(ctx context.Context, env events.Envelope) error
+}
+
+// Runs reads runs.
+type Runs interface {
+	GetRun(ctx context.Context, runID string) (*runs.Run, error)
+}
+
+// Intake is the use case.
+type Intake struct {
+	UoW         UnitOfWork
+	Publisher   Publisher
+	Runs        Runs
+	MakeWindow  time.Duration
+	PollEvery   time.Duration
+	NewRunKey   func() string
+	Now         func() time.Time
+	OnPublished func(source events.Source) // metrics hook
+	OnDuplicate func(source events.Source)
+}
+
+// WebhookResult is the answer for one webhook event.
+type WebhookResult struct {
+	LeadID  string `json:"lead_id"`
+	Action  string `json:"action"`
+	Status  string `json:"status"`
+	EventID string `json:"event_id,omitempty"`
+}
+
+// Webhook handles one C2S webhook event: dedupe on (lead id, updated_at),
+// decide by action, publish when there is something to enrich. The receipt
+// commits only after the publish was acknowledged, so a failed publish
+// leaves nothing behind and the C2S retry gets a second chance.
+func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.RawMessage) (WebhookResult, error) {
+	res := WebhookResult{LeadID: ev.LeadID, Action: ev.Action}
+	key := UpdatedKey(ev)
+	err := in.UoW.Do(ctx, func(tx Tx) error {
+		fresh, err := tx.AddReceipt(ctx, Receipt{LeadID: ev.LeadID, UpdatedKey: key, Action: ev.Action, Status: StatusRecorded, Payload: raw})
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			res.Status = StatusDuplicate
+			return nil
+		}
+		switch ev.Action {
+		case c2s.ActionCreate:
+		case c2s.ActionUpdate:
+			phone, email, found, err := tx.LastContacts(ctx, ev.LeadID)
+			if err != nil {
+				return err
+			}
+			if found && phone == normPhone(ev.Customer.Phone) && email == brdata.NormalizeEmail(ev.Customer.Email) {
+				res.Status = StatusIgnored
+				return tx.SetReceiptEvent(ctx, ev.LeadID, key, StatusIgnored, "")
+			}
+		default: // on_close_lead and anything new: record only
+			res.Status = StatusRecorded
+			return nil
+		}
+		env, err := events.NewReceived(ev.LeadID, events.SourceWebhook, key, events.LeadReceived{
+			Action:    ev.Action,
+			UpdatedAt: ev.UpdatedAtRaw,
+			Customer:  events.Customer{Name: ev.Customer.Name, Phone: ev.Customer.Phone, Email: ev.Customer.Email},
+		})
+		if err != nil {
+			return failure.Permanent("ingest.event", err)
+		}
+		if err := tx.StartRun(ctx, env); err != nil {
+			return err
+		}
+		if err := tx.SetReceiptEvent(ctx, ev.LeadID, key, StatusQueued, env.EventID); err != nil {
+			return err
+		}
+		if err := in.Publisher.Publish(ctx, env); err != nil {
+			return err
+		}
+		res.Status, res.EventID = StatusQueued, env.EventID
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	in.count(res.Status, events.SourceWebhook)
+	return res, nil
+}
+
+// normPhone compares phones as the resolver stores them.
+func normPhone(p string) string { return brdata.NormalizePhone(p) }
+
+// UpdatedKey is the event's identity with C2S: updated_at normalised to UTC
+// when it parses (the same instant in two spellings is one event), the raw
+// text otherwise, and "-" when absent.
+func UpdatedKey(ev c2s.WebhookEvent) string {
+	if !ev.UpdatedAt.IsZero() {
+		return ev.UpdatedAt.UTC().Format(time.RFC3339Nano)
+	}
+	if ev.UpdatedAtRaw != "" {
+		return ev.UpdatedAtRaw
+	}
+	return "-"
+}
+
+// TriggerResult is the answer to a trigger.
+type TriggerResult struct {
+	LeadID string
+	Status string // queued | duplicate
+	RunID  string
+}
+
+// Trigger starts a run for a lead (Make.com, the API) unless one is in flight
+// or finished within the Make dedupe window: retries from Make must never
+// produce a second message.
+func (in *Intake) Trigger(ctx context.Context, leadID string, source events.Source) (TriggerResult, error) {
+	res := TriggerResult{LeadID: leadID}
+	if !events.ValidLeadID(leadID) {
+		return res, failure.Permanent("ingest.trigger", errBadLeadID)
+	}
+	err := in.UoW.Do(ctx, func(tx Tx) error {
+		if err := tx.LockLead(ctx, leadID); err != nil {
+			return err
+		}
+		run, err := tx.LatestLiveRun(ctx, leadID, in.now().Add(-in.MakeWindow))
+		if err != nil {
+			return err
+		}
+		if run != nil {
+			res.Status, res.RunID = StatusDuplicate, run.RunID
+			return nil
+		}
+		env, err := events.NewReceived(leadID, source, in.runKey(), events.LeadReceived{Action: "trigger"})
+		if err != nil {
+			return failure.Permanent("ingest.event", err)
+		}
+		if err := tx.StartRun(ctx, env); err != nil {
+			return err
+		}
+		if err := in.Publisher.Publish(ctx, env); err != nil {
+			return err
+		}
+		res.Status, res.RunID = StatusQueued, env.RunID
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	in.count(res.Status, source)
+	return res, nil
+}
+
+// Wait polls the run until it ends or ctx is done; it returns the last state.
+func (in *Intake) Wait(ctx context.Context, runID string) (*runs.Run, error) {
+	every := in.PollEvery
+	if every <= 0 {
+		every = 100 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		run, err := in.Runs.GetRun(ctx, runID)
+		if err != nil && !failure.Is(err, failure.KindNotFound) {
+			return nil, err
+		}
+		if run != nil && runs.Final(run.Status) {
+			return run, nil
+		}
+		select {
+		case <-ctx.Done():
+			return run, nil
+		case <-t.C:
+		}
+	}
+}
+
+func (in *Intake) count(status string, source events.Source) {
+	switch status {
+	case StatusQueued:
+		if in.OnPublished != nil {
+			in.OnPublished(source)
+		}
+	case StatusDuplicate:
+		if in.OnDuplicate != nil {
+			in.OnDuplicate(source)
+		}
+	}
+}
+
+func (in *Intake) now() time.Time {
+	if in.Now != nil {
+		return in.Now()
+	}
+	return time.Now()
+}
+
+func (in *Intake) runKey() string {
+	if in.NewRunKey != nil {
+		return in.NewRunKey()
+	}
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const errBadLeadID = constError("lead id is not a valid C2S id")

@@ -1,0 +1,97 @@
+// Package service wires ingest: configuration, stores, HTTP server.
+package service
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/coredb"
+	"github.com/leadflow/leadflow/pkg/platform"
+	"github.com/leadflow/leadflow/pkg/runs"
+	"github.com/leadflow/leadflow/pkg/upstreams"
+	"github.com/leadflow/leadflow/services/ingest/adapters"
+	"github.com/leadflow/leadflow/services/ingest/app"
+	"github.com/leadflow/leadflow/services/ingest/ports"
+)
+
+// Name is the service name in logs and metrics.
+const Name = "ingest"
+
+// Config is ingest's environment.
+type Config struct {
+	Common        platform.Common
+	Port          int
+	WebhookSecret string
+	APIKeys       []string
+	MakeWindow    time.Duration
+	C2S           upstreams.C2SConfig
+	WorkAPI       upstreams.WorkAPIConfig
+}
+
+// LoadConfig reads the environment, naming every problem at once.
+func LoadConfig(l *config.Loader) (Config, error) {
+	c := Config{
+		Common:        platform.LoadCommon(l, Name),
+		Port:          l.Int("PORT", 8080, 1, 65535),
+		WebhookSecret: l.Required("WEBHOOK_SECRET"),
+		APIKeys:       l.List("API_KEYS", true),
+		MakeWindow:    l.Duration("MAKE_DEDUPE_WINDOW", 5*time.Minute),
+		C2S:           upstreams.LoadC2S(l),
+		WorkAPI:       upstreams.LoadWorkAPI(l),
+	}
+	return c, l.Err()
+}
+
+// Run is the process: it returns the exit code.
+func Run() int {
+	cfg, err := LoadConfig(config.New())
+	if err != nil {
+		return platform.ExitOnConfigError(Name, err)
+	}
+	return platform.Serve(cfg.Common, Setup(cfg))
+}
+
+// Setup wires the service onto its connections.
+func Setup(cfg Config) platform.Setup {
+	return func(ctx context.Context, d *platform.Deps) error {
+		srv, err := NewServer(cfg, d)
+		if err != nil {
+			return err
+		}
+		d.AddServer(fmt.Sprintf(":%d", cfg.Port), srv.Routes())
+		return nil
+	}
+}
+
+// NewServer builds the HTTP surface on real stores and clients.
+func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
+	work, err := cfg.WorkAPI.Client(d.Registry, &d.Log)
+	if err != nil {
+		return nil, err
+	}
+	metrics := ports.NewMetrics(d.Registry)
+	store := runs.New(d.Pool)
+	intake := &app.Intake{
+		UoW:         adapters.UnitOfWork{Pool: d.Pool},
+		Publisher:   d.Pub,
+		Runs:        store,
+		MakeWindow:  cfg.MakeWindow,
+		OnPublished: metrics.Published,
+		OnDuplicate: metrics.Duplicate,
+	}
+	return &ports.Server{
+		Intake:        intake,
+		Traces:        store,
+		Customers:     coredb.NewReader(d.Pool),
+		Work:          work,
+		WebhookSecret: cfg.WebhookSecret,
+		APIKeys:       cfg.APIKeys,
+		Log:           d.Log,
+		Metrics:       metrics,
+		Health:        func(r chi.Router) { d.HealthRoutes(r) },
+	}, nil
+}
