@@ -161,14 +161,15 @@ func TestWriteKeepsExistingValues(t *testing.T) {
 	pool := newCoreDB(t)
 	ctx := context.Background()
 	var oldID, youngID string
+	// A younger duplicate must be left alone: the oldest row wins. It is
+	// inserted first so that physical order cannot pass for age order.
+	if err := pool.QueryRow(ctx, `INSERT INTO core.entities (entity_type, national_id, name, created_at)
+		VALUES ('person', $1, NULL, now() - interval '1 day') RETURNING entity_id::text`, fullCPF).Scan(&youngID); err != nil {
+		t.Fatal(err)
+	}
 	if err := pool.QueryRow(ctx, `INSERT INTO core.entities (entity_type, national_id, name, canonical_name, data_source, metadata, created_at)
 		VALUES ('person', $1, 'Helena M. Duarte', '', 'manual', '{"legacy": true, "c2s_lead_id": "old"}', now() - interval '2 days')
 		RETURNING entity_id::text`, fullCPF).Scan(&oldID); err != nil {
-		t.Fatal(err)
-	}
-	// A younger duplicate must be left alone: the oldest row wins.
-	if err := pool.QueryRow(ctx, `INSERT INTO core.entities (entity_type, national_id, name, created_at)
-		VALUES ('person', $1, NULL, now() - interval '1 day') RETURNING entity_id::text`, fullCPF).Scan(&youngID); err != nil {
 		t.Fatal(err)
 	}
 	mustExec(t, pool, `INSERT INTO core.entity_profiles (entity_id, sex, nationality, metadata)

@@ -44,7 +44,7 @@ func TestRecordIsIdempotentAndBuildsTheTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tr.Runs) != 1 || len(tr.Steps) != 3 {
+	if len(tr.Runs) != 1 || len(tr.Steps) != 4 {
 		t.Fatalf("trace = %+v", tr)
 	}
 	run := tr.Runs[0]
