@@ -29,6 +29,10 @@ func readerDB(t *testing.T) (*pgxpool.Pool, *Reader, Result) {
 	mustExec(t, pool, `WITH e AS (INSERT INTO core.entities (entity_type, national_id, name, created_at)
 		VALUES ('person', $1, 'HELENA DUPLICADA', now() + interval '1 day') RETURNING entity_id)
 		INSERT INTO core.entity_emails (entity_id, email) SELECT entity_id, 'dup@example.com' FROM e`, fullCPF)
+	// Rewrite the older rows so they sit after the younger ones in the heap:
+	// only an explicit ORDER BY created_at can then find them first.
+	mustExec(t, pool, `UPDATE core.entities SET updated_at = now() WHERE national_id IN ($1, '52998224725')
+		AND created_at < now()`, fullCPF)
 	return pool, NewReader(pool), full
 }
 

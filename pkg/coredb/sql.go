@@ -16,7 +16,7 @@ const entityCTE = `e AS (
 
 // A 64-bit key derived in SQL, so any other writer of core.entities can take
 // the same lock without sharing Go code.
-const sqlLock = `SELECT $1::text`
+const sqlLock = `SELECT pg_advisory_xact_lock(hashtextextended('core.entity:' || $1::text, 0))`
 
 // $2 name, $3 canonical_name, $4 lead id (NULL = no lead).
 const sqlEntity = `WITH ` + entityCTE + `,

@@ -183,6 +183,11 @@ func TestWriteKeepsExistingValues(t *testing.T) {
 	mustExec(t, pool, `INSERT INTO core.entity_phones (entity_id, phone) VALUES ($1, '1133021234')`, oldID)
 	mustExec(t, pool, `WITH a AS (INSERT INTO core.addresses (street, number, zip_code) VALUES ('SEM SAIDA DE EXEMPLO', '12', '11000-900') RETURNING id)
 		INSERT INTO core.entity_addresses (entity_id, address_id) SELECT $1, id FROM a`, oldID)
+	// Same street but another number, same street and number but another zip:
+	// different addresses, so the payload's are still added.
+	mustExec(t, pool, `WITH a AS (INSERT INTO core.addresses (street, number, zip_code) VALUES
+			('DAS PALMEIRAS FICTICIAS', '999', '01000900'), ('DOS TESTES', NULL, '99999999') RETURNING id)
+		INSERT INTO core.entity_addresses (entity_id, address_id) SELECT $1, id FROM a`, oldID)
 
 	res, err := newTestWriter(pool).WritePerson(ctx, fixture(t, "workapi/cpf.json"), "lead-2")
 	if err != nil {
