@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/leadflow/leadflow/pkg/money"
 )
 
 // Loader reads variables through a lookup function (os.LookupEnv by default).
@@ -152,8 +154,8 @@ func (l *Loader) Decimal(name, def string) decimal.Decimal {
 	if !ok {
 		v = def
 	}
-	d, err := decimal.NewFromString(v)
-	if err != nil || !d.IsPositive() {
+	d, err := money.ParseMultiplier(v)
+	if err != nil {
 		l.problem("%s must be a positive decimal such as 1.9", name)
 		return decimal.RequireFromString(def)
 	}

@@ -9,16 +9,27 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// readerDB holds the full and sparse persons, plus an older entity of another
-// CPF sharing Helena's mobile, and a younger duplicate of Helena's CPF.
+// readerDB holds the full and sparse persons, an older entity of another CPF
+// sharing one of Helena's mobiles, and a younger duplicate of Helena's CPF.
+// Younger rows are inserted before older ones, so only an explicit ORDER BY
+// created_at (never heap or index order) finds the oldest.
 func readerDB(t *testing.T) (*pgxpool.Pool, *Reader, Result) {
 	t.Helper()
 	pool := newCoreDB(t)
 	ctx := context.Background()
+	mustExec(t, pool, `WITH e AS (INSERT INTO core.entities (entity_type, national_id, name, created_at)
+		VALUES ('person', $1, 'HELENA DUPLICADA', now() + interval '1 day') RETURNING entity_id)
+		INSERT INTO core.entity_emails (entity_id, email) SELECT entity_id, 'dup@example.com' FROM e`, fullCPF)
+	// An older, empty row of the same CPF: the writer fills it.
+	mustExec(t, pool, `INSERT INTO core.entities (entity_type, national_id, data_source, created_at)
+		VALUES ('person', $1, 'api', now() - interval '1 hour')`, fullCPF)
 	w := newTestWriter(pool)
 	full, err := w.WritePerson(ctx, fixture(t, "workapi/cpf.json"), "lead-1")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if full.Created {
+		t.Fatal("the writer created an entity instead of filling the oldest")
 	}
 	if _, err := w.WritePerson(ctx, fixture(t, "workapi/cpf_sparse.json"), ""); err != nil {
 		t.Fatal(err)
@@ -26,13 +37,8 @@ func readerDB(t *testing.T) (*pgxpool.Pool, *Reader, Result) {
 	mustExec(t, pool, `WITH e AS (INSERT INTO core.entities (entity_type, national_id, name, created_at)
 		VALUES ('person', '52998224725', 'JOÃO DA CONCEIÇÃO', now() - interval '1 day') RETURNING entity_id)
 		INSERT INTO core.entity_phones (entity_id, phone) SELECT entity_id, '11976540987' FROM e`)
-	mustExec(t, pool, `WITH e AS (INSERT INTO core.entities (entity_type, national_id, name, created_at)
-		VALUES ('person', $1, 'HELENA DUPLICADA', now() + interval '1 day') RETURNING entity_id)
-		INSERT INTO core.entity_emails (entity_id, email) SELECT entity_id, 'dup@example.com' FROM e`, fullCPF)
-	// Rewrite the older rows so they sit after the younger ones in the heap:
-	// only an explicit ORDER BY created_at can then find them first.
-	mustExec(t, pool, `UPDATE core.entities SET updated_at = now() WHERE national_id IN ($1, '52998224725')
-		AND created_at < now()`, fullCPF)
+	mustExec(t, pool, `INSERT INTO core.entity_emails (entity_id, email)
+		SELECT entity_id, 'hmduarte.trabalho@example.com' FROM core.entities WHERE national_id = '52998224725'`)
 	return pool, NewReader(pool), full
 }
 
@@ -53,6 +59,7 @@ func TestCPFLookups(t *testing.T) {
 		{name: "empty phone", value: ""},
 		{name: "email any case", byEmail: true, value: " Helena.Duarte@Example.com ", wantCPF: fullCPF, wantFound: true},
 		{name: "email of a younger duplicate", byEmail: true, value: "dup@example.com", wantCPF: fullCPF, wantFound: true},
+		{name: "email shared: oldest entity wins", byEmail: true, value: "hmduarte.trabalho@example.com", wantCPF: "52998224725", wantFound: true},
 		{name: "unknown email", byEmail: true, value: "nobody@example.com"},
 		{name: "empty email", byEmail: true, value: ""},
 	}
@@ -95,6 +102,17 @@ func TestGetCustomer(t *testing.T) {
 		}
 		if c.EntityID != full.EntityID {
 			t.Errorf("%+v: entity %s, want the oldest %s", q, c.EntityID, full.EntityID)
+		}
+	}
+
+	// Contacts shared with an older person resolve to that person.
+	for _, q := range []Query{{Email: "hmduarte.trabalho@example.com"}, {Phone: "11976540987"}} {
+		c, err := r.GetCustomer(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.CPF != "52998224725" || c.Name != "JOÃO DA CONCEIÇÃO" || c.Profile != nil || len(c.Financials) != 0 {
+			t.Errorf("%+v: got %+v, want the older JOÃO without profile or financials", q, c)
 		}
 	}
 

@@ -101,7 +101,7 @@ func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID strin
 		}
 		b.Queue(sqlAddresses, cpf, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7])
 	}
-	b.Queue("SELECT 1")
+	b.Queue("COMMIT")
 
 	res, err := w.run(ctx, b, r)
 	if err != nil {

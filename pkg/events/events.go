@@ -10,10 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/leadflow/leadflow/pkg/c2s"
 	"github.com/leadflow/leadflow/pkg/failure"
 )
 
@@ -205,11 +205,9 @@ func ID(parts ...string) string {
 	return hex.EncodeToString(h[:16])
 }
 
-var leadIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// ValidLeadID reports whether id is safe as a C2S lead id (a path segment,
-// no dots, bounded).
-func ValidLeadID(id string) bool { return leadIDPattern.MatchString(id) }
+// ValidLeadID reports whether id is safe as a C2S lead id (one path segment,
+// no dots, bounded). The C2S client owns the rule.
+func ValidLeadID(id string) bool { return c2s.ValidLeadID(id) }
 
 // New builds an envelope for data, continuing from parent (nil starts a run).
 // The event id is derived from the parent's run and the type, so redelivering

@@ -97,7 +97,9 @@ func (r *Router) Handle(ctx context.Context, spec ConsumerSpec, h HandlerFunc, o
 			DurablePrefix:     spec.Service,
 			DurableCalculator: func(_, _ string) string { return durable },
 			SubscribeOptions:  []nats.SubOpt{nats.ManualAck(), nats.BindStream(events.StreamName)},
-			AckAsync:          false,
+			// The effect is durable before the ack is sent; a lost ack only
+			// means a redelivery, which every handler tolerates.
+			AckAsync: true,
 		},
 	}, r.wlog)
 	if err != nil {

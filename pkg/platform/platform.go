@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -28,6 +29,9 @@ import (
 	"github.com/leadflow/leadflow/pkg/messaging"
 	"github.com/leadflow/leadflow/pkg/storage"
 )
+
+// defaultMemoryLimit is the Go runtime's soft memory limit per service.
+const defaultMemoryLimit = 48 << 20
 
 // Common is the configuration every service shares (RUN.md).
 type Common struct {
@@ -186,6 +190,11 @@ type Setup func(ctx context.Context, d *Deps) error
 // RunContext runs a service until ctx ends; the local stack runs all four
 // services in one process this way.
 func RunContext(ctx context.Context, c Common, log zerolog.Logger, setup Setup) int {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit keeps each service inside its memory budget under
+		// load; GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	d, err := Connect(ctx, c, log)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
