@@ -82,7 +82,7 @@ func run(ctx context.Context, o options) error {
 		"C2S_RATE=0", "DIRETRIX_RATE=0", "WORK_API_RATE=0",
 		"C2S_CONCURRENCY=0", "DIRETRIX_CONCURRENCY=0", "WORK_API_CONCURRENCY=0",
 		"RESOLVER_WORKERS=" + w, "ENRICHER_WORKERS=" + w, "NOTIFIER_WORKERS=" + w,
-		"DB_MAX_CONNS=24",
+		"DB_MAX_CONNS=10",
 	}
 	svcs := map[string]*service{}
 	startSvc := func(name string) error {
@@ -112,11 +112,24 @@ func run(ctx context.Context, o options) error {
 		}
 	}()
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	if err := startSvc("ingest"); err != nil {
-		return err
+	for _, n := range stack.Services {
+		if err := startSvc(n); err != nil {
+			return err
+		}
 	}
 	if err := waitOK(base + "/ready"); err != nil {
 		return err
+	}
+	// Idle: everything up and provisioned, nothing to do.
+	time.Sleep(5 * time.Second)
+	for _, s := range svcs {
+		s.idle = rss(s.cmd.Process.Pid)
+	}
+	workers := []string{"resolver", "enricher", "notifier"}
+	signal := func(sig syscall.Signal) {
+		for _, n := range workers {
+			_ = svcs[n].cmd.Process.Signal(sig)
+		}
 	}
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
@@ -135,32 +148,24 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("population has %d leads, need %d", len(bodies), total)
 	}
 
-	// Phase 1: ingest alone, acked webhooks/s.
+	// Phase 1: ingest alone (the workers are stopped with SIGSTOP), acked
+	// webhooks/s.
 	fmt.Fprintf(os.Stderr, "phase 1: %d webhooks to ingest alone...\n", o.backlog)
 	sample := sampler(svcs)
+	signal(syscall.SIGSTOP)
 	acks, p99, err := blast(base, bodies[:o.backlog], o.concurrency)
+	signal(syscall.SIGCONT)
 	if err != nil {
 		return err
 	}
 
-	// Phase 2: start the workers, measure idle RSS first, then the drain.
-	for _, n := range []string{"resolver", "enricher", "notifier"} {
-		if err := startSvc(n); err != nil {
-			return err
-		}
-	}
+	// Phase 2: the workers drain the backlog.
 	fmt.Fprintln(os.Stderr, "phase 2: draining the backlog...")
 	start := time.Now()
 	if err := waitFinal(ctx, pool, o.backlog, 10*time.Minute); err != nil {
 		return err
 	}
 	drain := float64(o.backlog) / time.Since(start).Seconds()
-
-	// Idle: everything up, nothing to do.
-	time.Sleep(3 * time.Second)
-	for _, s := range svcs {
-		s.idle = rss(s.cmd.Process.Pid)
-	}
 
 	// Phase 3: live end to end.
 	fmt.Fprintf(os.Stderr, "phase 3: %d leads end to end...\n", o.live)

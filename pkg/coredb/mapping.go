@@ -50,8 +50,8 @@ type addressRow struct {
 	streetType, street, number, complement, neighborhood, city, state, zipCode string
 }
 
-// rows is everything one person writes.
-type rows struct {
+// personRows is everything one person writes.
+type personRows struct {
 	entity    entityRow
 	profile   profileRow
 	financial *financialRow // nil: no income and no score, nothing to write
@@ -64,10 +64,10 @@ type rows struct {
 // not fail the whole person on a numeric overflow.
 var maxIncome = decimal.New(1, 12)
 
-func deriveRows(p *person.Person, cpf, leadID string, multiplier decimal.Decimal) rows {
+func deriveRows(p *person.Person, cpf, leadID string, multiplier decimal.Decimal) personRows {
 	b := p.Basic
 	name := text(b.Nome)
-	r := rows{
+	r := personRows{
 		entity: entityRow{cpf: cpf, name: name, canonicalName: strings.ToUpper(name), leadID: clean(strings.TrimSpace(leadID))},
 		profile: profileRow{
 			sex:            sexOf(text(b.Sexo)),

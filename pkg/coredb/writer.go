@@ -110,7 +110,7 @@ func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID strin
 	return res, nil
 }
 
-func (w *Writer) run(ctx context.Context, b *pgx.Batch, r rows) (res Result, err error) {
+func (w *Writer) run(ctx context.Context, b *pgx.Batch, r personRows) (res Result, err error) {
 	br := w.pool.SendBatch(ctx, b)
 	tx := br.Tx()
 	defer func() {

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/leadflow/leadflow/pkg/failure"
 	"github.com/leadflow/leadflow/pkg/person"
 )
@@ -441,6 +444,45 @@ func TestWriteIsAtomic(t *testing.T) {
 			if n := queryInt(t, pool, `SELECT 1`); n != 1 {
 				t.Fatal("pool unusable")
 			}
+		})
+	}
+}
+
+// The batch must behave the same whatever exec mode the product's pool uses
+// (e.g. the simple protocol behind a transaction-pooling PgBouncer).
+func TestWriteExecModes(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec,
+		pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel()
+			ref := newCoreDB(t)
+			cfg := ref.Config()
+			cfg.ConnConfig.DefaultQueryExecMode = mode
+			pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(pool.Close)
+			w := newTestWriter(pool)
+			for _, file := range []string{"workapi/cpf.json", "workapi/cpf_sparse.json", "workapi/cpf.json"} {
+				if _, err := w.WritePerson(context.Background(), fixture(t, file), "lead-1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for sql, want := range map[string]int{
+				`SELECT count(*) FROM core.entities`:                       2,
+				`SELECT count(*) FROM core.entity_emails WHERE is_primary`: 1,
+				`SELECT count(*) FROM core.entity_phones`:                  5,
+				`SELECT count(*) FROM core.entity_addresses`:               4,
+			} {
+				if got := queryInt(t, pool, sql); got != want {
+					t.Errorf("%s = %d, want %d", sql, got, want)
+				}
+			}
+			assertJSON(t, "financials", rowsJSON(t, pool, `SELECT jsonb_build_object('income', reported_income, 'risk', risk_score)
+				FROM core.entity_financials f JOIN core.entities e USING (entity_id) ORDER BY e.national_id`),
+				`[{"income": 16150.95, "risk": 0.30}, {"income": 2345.66, "risk": null}]`)
 		})
 	}
 }

@@ -52,7 +52,7 @@ func LoadCommon(l *config.Loader, service string) Common {
 	c.LogLevel = l.String("LOG_LEVEL", "info")
 	l.Check(logging.ValidLevel(c.LogLevel), "LOG_LEVEL must be one of trace, debug, info, warn, error")
 	c.HealthPort = l.Int("HEALTH_PORT", 0, 0, 65535)
-	c.DBMaxConns = l.Int("DB_MAX_CONNS", 16, 1, 1000)
+	c.DBMaxConns = l.Int("DB_MAX_CONNS", 8, 1, 1000)
 	def := messaging.DefaultStreamSettings()
 	c.Stream = messaging.StreamSettings{
 		MaxAge:     l.Duration("STREAM_MAX_AGE", def.MaxAge),
