@@ -16,8 +16,9 @@ import (
 // publishes (the original message plus reason metadata) and turns it into an
 // events.DeadLetter envelope on leads.dlq.
 type deadLetterPublisher struct {
-	pub   *Publisher
-	stage string
+	pub    *Publisher
+	stage  string
+	onDead func(events.DeadLetter)
 }
 
 func (d deadLetterPublisher) Publish(_ string, msgs ...*message.Message) error {
@@ -54,6 +55,9 @@ func (d deadLetterPublisher) Publish(_ string, msgs ...*message.Message) error {
 		out.Metadata.Set("lf_stage", d.stage)
 		if err := d.pub.PublishMessage(events.SubjectDeadLetter, out); err != nil {
 			return err
+		}
+		if d.onDead != nil {
+			d.onDead(dl)
 		}
 	}
 	return nil

@@ -35,6 +35,9 @@ type Router struct {
 	log     zerolog.Logger
 	wlog    watermill.LoggerAdapter
 	metrics *routerMetrics
+	// OnDeadLetter is told about every dead letter once it is published
+	// (the platform marks the run failed in the trace).
+	OnDeadLetter func(events.DeadLetter)
 	// InProcessRetries is how often a transient failure is retried before
 	// the message is nak'ed back to JetStream.
 	InProcessRetries int
@@ -135,7 +138,7 @@ func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handl
 	}.Middleware(fn)
 	fn = exhaustion(spec.MaxDeliver)(fn)
 	fn = r.observe(spec, durable, o)(fn)
-	poison, err := middleware.PoisonQueueWithFilter(deadLetterPublisher{pub: r.pub, stage: durable}, events.SubjectDeadLetter,
+	poison, err := middleware.PoisonQueueWithFilter(deadLetterPublisher{pub: r.pub, stage: durable, onDead: r.OnDeadLetter}, events.SubjectDeadLetter,
 		func(err error) bool { return !failure.ShouldNack(err) })
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ package platform
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -25,8 +26,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/events"
 	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/messaging"
+	"github.com/leadflow/leadflow/pkg/runs"
 	"github.com/leadflow/leadflow/pkg/storage"
 )
 
@@ -114,7 +117,28 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		return nil, err
 	}
 	d.Router.Instrument(d.Registry)
+	d.Router.OnDeadLetter = d.markRunFailed
 	return d, nil
+}
+
+// markRunFailed records a dead-lettered event's run as failed, so the trace
+// and the Make wait show it. Best effort: the dead letter itself is durable.
+func (d *Deps) markRunFailed(dl events.DeadLetter) {
+	var env events.Envelope
+	if len(dl.Event) == 0 || json.Unmarshal(dl.Event, &env) != nil || env.RunID == "" || !events.ValidLeadID(env.LeadID) {
+		return
+	}
+	failed := env
+	failed.EventID = events.ID("dead_letter", dl.Stage, env.EventID)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := runs.Record(ctx, d.Pool, failed, runs.Outcome{
+		Stage: runs.StageFailed, Outcome: "dead_letter", Error: dl.Reason,
+		Detail: map[string]any{"stage": dl.Stage, "deliveries": dl.Deliveries},
+	})
+	if err != nil {
+		d.Log.Warn().Err(err).Str("lead_id", env.LeadID).Msg("could not mark the run failed")
+	}
 }
 
 // Consume registers a handler on the router (and marks the router to run).

@@ -86,20 +86,24 @@ func Record(ctx context.Context, db DB, env events.Envelope, o Outcome) error {
 	if err != nil || o.Detail == nil {
 		detail = []byte("{}")
 	}
+	// The run moves only when the stage row is new: a redelivered earlier
+	// stage must not move a finished run back.
 	_, err = db.Exec(ctx, `WITH stage AS (
 			INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, error)
 			VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''))
 			ON CONFLICT (event_id) DO NOTHING
+			RETURNING 1
 		)
 		INSERT INTO pipeline.lead_runs AS r (run_id, lead_id, source, replay_id, status, error, cpfs_processed, entities_stored, finished_at)
-		VALUES ($2, $3, $8, NULLIF($9, ''), $4, NULLIF($7, ''), COALESCE($10, 0), COALESCE($11, 0), CASE WHEN $12 THEN now() END)
+		SELECT $2, $3, $8, NULLIF($9, ''), $4, NULLIF($7, ''), COALESCE($10, 0), COALESCE($11, 0), CASE WHEN $12 THEN now() END
+		WHERE EXISTS (SELECT 1 FROM stage)
 		ON CONFLICT (run_id) DO UPDATE SET
 			status = EXCLUDED.status,
 			error = COALESCE(EXCLUDED.error, r.error),
 			cpfs_processed = COALESCE($10, r.cpfs_processed),
 			entities_stored = COALESCE($11, r.entities_stored),
 			updated_at = now(),
-			finished_at = COALESCE(EXCLUDED.finished_at, r.finished_at)`,
+			finished_at = EXCLUDED.finished_at`,
 		env.EventID, env.RunID, env.LeadID, o.Stage, o.Outcome, detail, o.Error,
 		string(env.Source), env.ReplayID, o.CPFs, o.Entities, Final(o.Stage))
 	return dbErr("runs.record", err)

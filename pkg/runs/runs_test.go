@@ -40,6 +40,10 @@ func TestRecordIsIdempotentAndBuildsTheTrace(t *testing.T) {
 	if err := Record(ctx, pool, not, Outcome{Stage: StageNotified, Outcome: "sent"}); err != nil {
 		t.Fatal(err)
 	}
+	// A late redelivery of an earlier stage must not move the run back.
+	if err := Record(ctx, pool, enr, Outcome{Stage: StageEnriched, Outcome: "ok", CPFs: &two, Entities: &one}); err != nil {
+		t.Fatal(err)
+	}
 	tr, err := s.Trace(ctx, "lead1")
 	if err != nil {
 		t.Fatal(err)
