@@ -49,7 +49,7 @@ func banner(s *stack.Stack) string {
 	e := s.Env
 	b := &strings.Builder{}
 	fmt.Fprintf(b, "\nleadflow is running (ingest on %s)\n\n", s.IngestURL)
-	fmt.Fprintf(b, "Send the contract webhook:\n  curl -s -X POST '%s/api/v1/webhooks/c2s?token=%s' -H 'Content-Type: application/json' \\\n    --data @../shared/contracts/c2s/webhook_on_create_lead.json\n\n", s.IngestURL, e["WEBHOOK_SECRET"])
+	fmt.Fprintf(b, "Send the contract webhook:\n  curl -s -X POST '%s/api/v1/webhooks/c2s?token=%s' -H 'Content-Type: application/json' \\\n    --data @pkg/contracts/c2s/webhook_on_create_lead.json\n\n", s.IngestURL, e["WEBHOOK_SECRET"])
 	fmt.Fprintf(b, "Follow the lead:\n  curl -s -H 'Authorization: Bearer %s' %s/api/v1/leads/5f2c9a7e41b8d3c6a0e1f4b27d9c8e10\n\n", firstKey(e["API_KEYS"]), s.IngestURL)
 	if s.Sims != nil {
 		fmt.Fprintf(b, "See the message the C2S simulator received:\n  curl -s '%s/_sim/messages?lead=5f2c9a7e41b8d3c6a0e1f4b27d9c8e10'\n\n", e["C2S_BASE_URL"])

@@ -46,7 +46,7 @@ type Router struct {
 // NewRouter builds a router for service on conn.
 func NewRouter(conn *nats.Conn, js jetstream.JetStream, pub *Publisher, service string, log zerolog.Logger) (*Router, error) {
 	wlog := logging.NewWatermill(log.Level(maxLevel(log.GetLevel(), zerolog.InfoLevel)))
-	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 8 * time.Second}, wlog)
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, wlog)
 	if err != nil {
 		return nil, err
 	}

@@ -271,7 +271,7 @@ func (d *Deps) run(ctx context.Context) int {
 	}
 	// Stop taking new work, then finish (or nak) what is in flight; RUN.md
 	// allows 10 s in all.
-	sctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for _, srv := range d.servers {
 		_ = srv.Shutdown(sctx)

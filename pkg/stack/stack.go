@@ -99,6 +99,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
+	// Four services in one process cannot share one health port; ingest
+	// serves /health, /ready and /metrics on its public port anyway.
+	delete(env, "HEALTH_PORT")
 	def(env, "WEBHOOK_SECRET", "local-webhook-secret")
 	def(env, "API_KEYS", "local-api-key")
 	def(env, "LOG_LEVEL", "info")

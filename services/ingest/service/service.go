@@ -10,6 +10,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/coredb"
+	"github.com/leadflow/leadflow/pkg/ops"
 	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/runs"
 	"github.com/leadflow/leadflow/pkg/upstreams"
@@ -93,5 +94,7 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 		Log:           d.Log,
 		Metrics:       metrics,
 		Health:        func(r chi.Router) { d.HealthRoutes(r) },
+		// Operator API (replay, dead letters): the same code as leadflowctl.
+		Extra: ports.Admin{Ops: ops.New(d.JS, d.Pool), Log: d.Log}.Routes,
 	}, nil
 }
