@@ -49,7 +49,9 @@ func newRig(t *testing.T) *rig {
 
 func fastSpec(subject string) ConsumerSpec {
 	s := DefaultConsumerSpec("test", subject)
-	s.BackOff = []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}
+	s.AckWait = 10 * time.Second
+	s.BackOff = []time.Duration{10 * time.Second, 10 * time.Second}
+	s.NakDelays = []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}
 	s.MaxDeliver = 3
 	s.Workers = 2
 	return s
@@ -135,6 +137,7 @@ func TestConsumerSettingsLiveOnTheServer(t *testing.T) {
 	}
 	cfg := c.CachedInfo().Config
 	if cfg.MaxDeliver != spec.MaxDeliver || cfg.MaxAckPending != spec.MaxAckPending || len(cfg.BackOff) != len(spec.BackOff) ||
+		cfg.AckWait < spec.AckWait ||
 		cfg.FilterSubject != events.SubjectReceived || cfg.AckPolicy != jetstream.AckExplicitPolicy {
 		t.Fatalf("server config = %+v", cfg)
 	}
@@ -246,6 +249,15 @@ func TestBackoffDelay(t *testing.T) {
 	}
 	if err := (ConsumerSpec{Service: "s", Subject: "x", MaxDeliver: 2, BackOff: d, AckWait: 1, MaxAckPending: 1, Workers: 1}).Validate(); err == nil {
 		t.Fatal("MaxDeliver must exceed backoff steps")
+	}
+	// The server takes BackOff[0] as the ack wait: a shorter first step would
+	// redeliver messages that are still being handled.
+	if err := (ConsumerSpec{Service: "s", Subject: "x", MaxDeliver: 5, BackOff: d, AckWait: time.Minute, MaxAckPending: 1, Workers: 1}).Validate(); err == nil {
+		t.Fatal("BackOff[0] shorter than AckWait must be rejected")
+	}
+	slow := DefaultConsumerSpec("enricher", "leads.resolved").WithAckWait(3 * time.Minute)
+	if slow.AckWait != 3*time.Minute || slow.BackOff[0] != 3*time.Minute || slow.BackOff[3] != 10*time.Minute || slow.Validate() != nil {
+		t.Fatalf("WithAckWait = %+v", slow)
 	}
 	if DurableName("notifier", "leads.enriched") != "notifier__leads_enriched" {
 		t.Fatal("durable names must contain no dots")

@@ -94,7 +94,7 @@ func (r *Router) Handle(ctx context.Context, spec ConsumerSpec, h HandlerFunc, o
 		SubjectCalculator: func(_, topic string) *wmnats.SubjectDetail {
 			return &wmnats.SubjectDetail{Primary: topic, QueueGroup: durable}
 		},
-		NakDelay: backoffDelay(spec.BackOff),
+		NakDelay: backoffDelay(spec.NakDelays),
 		JetStream: wmnats.JetStreamConfig{
 			AutoProvision:     false,
 			DurablePrefix:     spec.Service,
@@ -259,8 +259,8 @@ func (deliveryUnmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
 	return msg, nil
 }
 
-// backoffDelay makes naks follow the same schedule as the server-side
-// BackOff of the consumer.
+// backoffDelay is the nak schedule: the n-th delivery's nak waits the n-th
+// step (the last step repeats).
 type backoffDelay []time.Duration
 
 func (b backoffDelay) WaitTime(delivered uint64) time.Duration {

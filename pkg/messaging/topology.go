@@ -74,12 +74,18 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, s StreamSettings)
 }
 
 // ConsumerSpec is one durable consumer: one per (service, subject).
+//
+// JetStream uses BackOff[n-1] as the ack wait of the n-th delivery (it
+// replaces AckWait), so every BackOff step must outlast the slowest handler
+// or a message is redelivered while it is still being handled. Naks, which
+// the handler chooses, follow the shorter NakDelays instead.
 type ConsumerSpec struct {
 	Service       string
 	Subject       string
-	AckWait       time.Duration
-	MaxDeliver    int
-	BackOff       []time.Duration // redelivery delays, also used for naks
+	AckWait       time.Duration   // longest a handler may take
+	MaxDeliver    int             // then the message is dead-lettered
+	BackOff       []time.Duration // server-side redelivery after an ack timeout
+	NakDelays     []time.Duration // redelivery after a nak (transient failure)
 	MaxAckPending int
 	Workers       int // concurrent handlers in this process
 }
@@ -89,12 +95,25 @@ func DefaultConsumerSpec(service, subject string) ConsumerSpec {
 	return ConsumerSpec{
 		Service:       service,
 		Subject:       subject,
-		AckWait:       30 * time.Second,
+		AckWait:       time.Minute,
 		MaxDeliver:    8,
-		BackOff:       []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute},
+		BackOff:       []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute},
+		NakDelays:     []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute},
 		MaxAckPending: 512,
 		Workers:       32,
 	}
+}
+
+// WithAckWait raises AckWait and every BackOff step to at least d, for
+// stages whose handlers may take long (a paced, paid upstream).
+func (c ConsumerSpec) WithAckWait(d time.Duration) ConsumerSpec {
+	c.AckWait = max(c.AckWait, d)
+	backoff := make([]time.Duration, len(c.BackOff))
+	for i, b := range c.BackOff {
+		backoff[i] = max(b, d)
+	}
+	c.BackOff = backoff
+	return c
 }
 
 // DurableName is the consumer name for (service, subject). JetStream names
@@ -116,6 +135,9 @@ func (c ConsumerSpec) Validate() error {
 	}
 	if c.MaxDeliver <= len(c.BackOff) {
 		errs = append(errs, fmt.Errorf("MaxDeliver (%d) must exceed the BackOff steps (%d)", c.MaxDeliver, len(c.BackOff)))
+	}
+	if len(c.BackOff) > 0 && c.BackOff[0] < c.AckWait {
+		errs = append(errs, fmt.Errorf("BackOff[0] (%s) replaces AckWait (%s) on the server and must not be shorter", c.BackOff[0], c.AckWait))
 	}
 	if c.AckWait <= 0 || c.MaxAckPending <= 0 || c.Workers <= 0 {
 		errs = append(errs, errors.New("AckWait, MaxAckPending and Workers must be positive"))

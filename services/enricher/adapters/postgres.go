@@ -2,10 +2,10 @@
 package adapters
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,6 +19,20 @@ import (
 // Payloads keeps raw Work API payloads in pipeline.workapi_payloads.
 type Payloads struct {
 	Pool *pgxpool.Pool
+	// paying bounds how many claims (each holding a connection for the
+	// length of a paid call) exist at once, so callers waiting for the Work
+	// API's pace cannot starve the pool; nil = unbounded.
+	paying chan struct{}
+}
+
+// NewPayloads bounds concurrent paid calls to slots (the Work API's own
+// concurrency cap; 0 = unbounded).
+func NewPayloads(pool *pgxpool.Pool, slots int) Payloads {
+	p := Payloads{Pool: pool}
+	if slots > 0 {
+		p.paying = make(chan struct{}, slots)
+	}
+	return p
 }
 
 // Fetch implements app.Payloads. The claim is a transaction-scoped advisory
@@ -27,6 +41,14 @@ type Payloads struct {
 func (p Payloads) Fetch(ctx context.Context, cpf string, reuse app.Reuse, pay func(context.Context) (json.RawMessage, error)) (json.RawMessage, bool, error) {
 	if raw, ok, err := p.stored(ctx, p.Pool, cpf, reuse); err != nil || ok {
 		return raw, false, err // fast path: no lock when a usable payload exists
+	}
+	if p.paying != nil {
+		select {
+		case p.paying <- struct{}{}:
+			defer func() { <-p.paying }()
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
 	}
 	var raw json.RawMessage
 	paid := false
@@ -46,6 +68,9 @@ func (p Payloads) Fetch(ctx context.Context, cpf string, reuse app.Reuse, pay fu
 		if err != nil {
 			return err
 		}
+		// jsonb refuses NUL characters; a payload already paid for must
+		// still be storable.
+		fresh = bytes.ReplaceAll(fresh, []byte(`\u0000`), nil)
 		// Stored before the commit releases the claim; if the commit fails the
 		// credits are spent but the next attempt pays again, never silently.
 		if _, err := tx.Exec(ctx, `INSERT INTO pipeline.workapi_payloads (cpf, payload, fetched_at) VALUES ($1, $2, now())
@@ -70,16 +95,19 @@ func (p Payloads) stored(ctx context.Context, db runs.DB, cpf string, reuse app.
 	if !reuse.Always && reuse.MaxAge <= 0 {
 		return nil, false, nil
 	}
+	// The age is measured by the database clock that wrote fetched_at, so a
+	// skewed application clock cannot make a payload look fresh or stale.
 	var raw []byte
-	var fetchedAt time.Time
-	err := db.QueryRow(ctx, `SELECT payload, fetched_at FROM pipeline.workapi_payloads WHERE cpf = $1`, cpf).Scan(&raw, &fetchedAt)
+	var fresh bool
+	err := db.QueryRow(ctx, `SELECT payload, $2 OR fetched_at > now() - $3::bigint * interval '1 microsecond'
+		FROM pipeline.workapi_payloads WHERE cpf = $1`, cpf, reuse.Always, reuse.MaxAge.Microseconds()).Scan(&raw, &fresh)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, runs.Classify("enricher.payloads", err)
 	}
-	if !reuse.Always && time.Since(fetchedAt) >= reuse.MaxAge {
+	if !fresh {
 		return nil, false, nil
 	}
 	return raw, true, nil

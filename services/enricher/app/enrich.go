@@ -165,7 +165,12 @@ func (e *Enricher) payload(ctx context.Context, cpf string, reuse Reuse) (json.R
 		paid bool
 	}
 	key := fmt.Sprintf("%s|%t|%d", cpf, reuse.Always, reuse.MaxAge)
-	v, err, shared := e.flight.Do(key, func() (any, error) {
+	// Only the caller whose function ran made the call: the others shared
+	// its answer. (Do's "shared" flag is true for the leader too once anyone
+	// joined, so it cannot tell who paid.)
+	leader := false
+	v, err, _ := e.flight.Do(key, func() (any, error) {
+		leader = true
 		raw, paid, err := e.Payloads.Fetch(ctx, cpf, reuse, func(ctx context.Context) (json.RawMessage, error) {
 			return e.API.PersonByCPF(ctx, cpf)
 		})
@@ -175,7 +180,7 @@ func (e *Enricher) payload(ctx context.Context, cpf string, reuse Reuse) (json.R
 		return nil, false, err
 	}
 	r := v.(result)
-	paid := r.paid && !shared
+	paid := r.paid && leader
 	if paid {
 		e.Metrics.PaidCalls.Inc()
 	} else {

@@ -72,7 +72,7 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Enricher, error) {
 	}
 	return &app.Enricher{
 		API:       adapters.WorkAPI{Client: api},
-		Payloads:  adapters.Payloads{Pool: d.Pool},
+		Payloads:  adapters.NewPayloads(d.Pool, cfg.WorkAPI.Policy.MaxConcurrent),
 		Writer:    adapters.Writer{Core: coredb.NewWriter(d.Pool, cfg.IncomeMultiplier)},
 		Store:     adapters.Store{Pool: d.Pool},
 		Publisher: d.Pub,
@@ -85,7 +85,12 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Enricher, error) {
 // Register subscribes the enricher to lead.resolved. Running out of credits
 // pauses the consumer server-side instead of retrying into a wall.
 func Register(ctx context.Context, d *platform.Deps, e *app.Enricher, cfg Config) error {
-	spec := messaging.DefaultConsumerSpec(Name, events.SubjectResolved)
+	// A delivery may wait for the paced, paid Work API: the ack wait covers
+	// its timeout and retries so JetStream never redelivers a message that
+	// is still being enriched.
+	p := cfg.WorkAPI.Policy
+	spec := messaging.DefaultConsumerSpec(Name, events.SubjectResolved).
+		WithAckWait(p.Timeout*time.Duration(p.MaxRetries+1) + time.Minute)
 	spec.Workers = cfg.Workers
 	return d.Consume(ctx, spec, ports.Handlers{Enricher: e}.LeadResolved, messaging.PauseConsumerOn(app.CreditsPause(cfg.CreditsPause)))
 }
