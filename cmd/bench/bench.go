@@ -89,6 +89,9 @@ func run(ctx context.Context, o options) error {
 		s := &service{name: name, ready: make(chan struct{})}
 		s.cmd = exec.Command(filepath.Join(tmp, name))
 		s.cmd.Env = env
+		if os.Getenv("BENCH_PROFILE_DIR") != "" {
+			s.cmd.Env = append(append([]string{}, env...), "LEADFLOW_CPU_PROFILE="+filepath.Join(os.Getenv("BENCH_PROFILE_DIR"), name+".pprof"))
+		}
 		stderr, _ := s.cmd.StderrPipe()
 		if err := s.cmd.Start(); err != nil {
 			return err

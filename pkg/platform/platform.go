@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -202,6 +203,14 @@ func (d *Deps) Close() {
 // 0 after a clean stop, 1 when it could not start or failed.
 func Serve(c Common, setup Setup) int {
 	log := logging.New(c.Service, c.LogLevel, os.Stderr)
+	if path := os.Getenv("LEADFLOW_CPU_PROFILE"); path != "" {
+		// For the bench command: profile a whole run of the process.
+		if f, err := os.Create(path); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return RunContext(ctx, c, log, setup)
