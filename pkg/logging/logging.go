@@ -11,6 +11,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// zerolog's time format is global: set it once, before any logger runs.
+func init() { zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" }
+
 // New returns a JSON logger stamped with the service name.
 func New(service, level string, w io.Writer) zerolog.Logger {
 	if w == nil {
@@ -20,7 +23,6 @@ func New(service, level string, w io.Writer) zerolog.Logger {
 	if err != nil || level == "" {
 		lvl = zerolog.InfoLevel
 	}
-	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", service).Logger()
 }
 

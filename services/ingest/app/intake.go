@@ -3,11 +3,15 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/leadflow/leadflow/pkg/brdata"
 	"github.com/leadflow/leadflow/pkg/c2s"
@@ -85,10 +89,11 @@ type WebhookResult struct {
 // commits only after the publish was acknowledged, so a failed publish
 // leaves nothing behind and the C2S retry gets a second chance.
 func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.RawMessage) (WebhookResult, error) {
+	ev.Action = cleanText(ev.Action)
 	res := WebhookResult{LeadID: ev.LeadID, Action: ev.Action}
 	key := UpdatedKey(ev)
 	err := in.UoW.Do(ctx, func(tx Tx) error {
-		fresh, err := tx.AddReceipt(ctx, Receipt{LeadID: ev.LeadID, UpdatedKey: key, Action: ev.Action, Status: StatusRecorded, Payload: raw})
+		fresh, err := tx.AddReceipt(ctx, Receipt{LeadID: ev.LeadID, UpdatedKey: key, Action: ev.Action, Status: StatusRecorded, Payload: storablePayload(raw)})
 		if err != nil {
 			return err
 		}
@@ -149,9 +154,61 @@ func UpdatedKey(ev c2s.WebhookEvent) string {
 		return ev.UpdatedAt.UTC().Format(time.RFC3339Nano)
 	}
 	if ev.UpdatedAtRaw != "" {
-		return ev.UpdatedAtRaw
+		return cleanText(ev.UpdatedAtRaw)
 	}
 	return "-"
+}
+
+// maxKeyText bounds the text ingest stores as a key column; longer values
+// are kept as their hash (still one key per distinct value).
+const maxKeyText = 128
+
+// cleanText makes a sender's free text storable as a Postgres text key: valid
+// UTF-8, no NUL (Postgres refuses both) and bounded (an index entry has a size
+// limit). A real lead is never refused over what a field happens to contain.
+func cleanText(s string) string {
+	c := strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	if c != s || len(c) > maxKeyText {
+		h := sha256.Sum256([]byte(s))
+		return "h:" + hex.EncodeToString(h[:16])
+	}
+	return c
+}
+
+// storablePayload returns raw as Postgres jsonb accepts it: jsonb refuses
+// invalid UTF-8 and the \u0000 escape, which C2S payloads may still carry.
+// Such a payload is re-encoded with those characters dropped.
+func storablePayload(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || (utf8.Valid(raw) && !bytes.Contains(raw, []byte(`\u0000`))) {
+		return raw
+	}
+	var v any
+	if json.Unmarshal(raw, &v) != nil { // invalid UTF-8 is replaced while decoding
+		return nil
+	}
+	out, err := json.Marshal(scrub(v))
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+func scrub(v any) any {
+	switch t := v.(type) {
+	case string:
+		return strings.ReplaceAll(t, "\x00", "")
+	case []any:
+		for i := range t {
+			t[i] = scrub(t[i])
+		}
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, x := range t {
+			out[strings.ReplaceAll(k, "\x00", "")] = scrub(x)
+		}
+		return out
+	}
+	return v
 }
 
 // TriggerResult is the answer to a trigger.
@@ -209,17 +266,26 @@ func (in *Intake) Wait(ctx context.Context, runID string) (*runs.Run, error) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var last *runs.Run
 	for {
 		run, err := in.Runs.GetRun(ctx, runID)
+		if ctx.Err() != nil {
+			// The wait ran out while reading: that is "still processing",
+			// not a failure to read the run.
+			return last, nil
+		}
 		if err != nil && !failure.Is(err, failure.KindNotFound) {
 			return nil, err
 		}
-		if run != nil && runs.Final(run.Status) {
-			return run, nil
+		if run != nil {
+			last = run
+		}
+		if last != nil && runs.Final(last.Status) {
+			return last, nil
 		}
 		select {
 		case <-ctx.Done():
-			return run, nil
+			return last, nil
 		case <-t.C:
 		}
 	}

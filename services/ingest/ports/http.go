@@ -52,6 +52,7 @@ type WorkModules interface {
 // Server holds the handlers' dependencies.
 type Server struct {
 	Intake        *app.Intake
+	Enrich        *app.Enrich // nil: POST /api/v1/enrich answers 503
 	Traces        Traces
 	Customers     Customers
 	Work          WorkModules
@@ -82,6 +83,7 @@ func (s *Server) Routes() http.Handler {
 		r.Use(s.apiKey)
 		r.Post("/api/v1/c2s/enrich/{lead_id}", s.apiTrigger)
 		r.Get("/api/v1/leads/{lead_id}", s.trace)
+		r.Post("/api/v1/enrich", s.enrich)
 		r.Get("/api/v1/contributor/customer", s.customerQuery)
 		r.Get("/api/v1/customers/{id}", s.customerByID)
 		r.Get("/api/v1/work/modules/all", s.workAll)
@@ -399,6 +401,70 @@ func (s *Server) work(w http.ResponseWriter, r *http.Request, module, consulta s
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// maxEnrichBody bounds POST /api/v1/enrich (one identifier).
+const maxEnrichBody = 64 << 10
+
+// enrich resolves and enriches one person synchronously (app.Enrich reuses
+// the resolver's and the enricher's own code) and answers the person as
+// core.* holds it, or the name matches.
+func (s *Server) enrich(w http.ResponseWriter, r *http.Request) {
+	if s.Enrich == nil {
+		writeError(w, http.StatusServiceUnavailable, "enrichment is not configured")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEnrichBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, "body too large")
+		return
+	}
+	var req app.EnrichRequest
+	if err != nil || len(strings.TrimSpace(string(body))) == 0 || json.Unmarshal(body, &req) != nil {
+		writeError(w, http.StatusBadRequest, `body must be JSON with one of "cpf", "phone", "email" or "name"`)
+		return
+	}
+	res, err := s.Enrich.Enrich(r.Context(), req)
+	switch {
+	case failure.Is(err, failure.KindPermanent):
+		writeError(w, http.StatusBadRequest, permanentMessage(err))
+		return
+	case failure.Is(err, failure.KindNotFound):
+		writeError(w, http.StatusNotFound, "nobody found")
+		return
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	}
+	// Only the kind of query and the outcome: the values are personal data.
+	s.Log.Info().Str("query", enrichKind(req)).Bool("paid", res.Paid).Int("matches", len(res.Matches)).Msg("enrich")
+	if res.Person != nil {
+		writeJSON(w, http.StatusOK, res.Person)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": res.Matches})
+}
+
+// permanentMessage is the reason of a rejected query; it never echoes input.
+func permanentMessage(err error) string {
+	var fe *failure.Error
+	if errors.As(err, &fe) && fe.Err != nil {
+		return fe.Err.Error()
+	}
+	return "invalid request"
+}
+
+func enrichKind(req app.EnrichRequest) string {
+	switch {
+	case req.CPF != "":
+		return "cpf"
+	case req.Phone != "":
+		return "phone"
+	case req.Email != "":
+		return "email"
+	}
+	return "name"
 }
 
 // MaskedLog is here so no handler is tempted to log raw contacts.

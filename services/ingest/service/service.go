@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/shopspring/decimal"
 
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/coredb"
@@ -14,9 +15,13 @@ import (
 	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/runs"
 	"github.com/leadflow/leadflow/pkg/upstreams"
+	"github.com/leadflow/leadflow/pkg/workapi"
+	enricheradapters "github.com/leadflow/leadflow/services/enricher/adapters"
 	"github.com/leadflow/leadflow/services/ingest/adapters"
 	"github.com/leadflow/leadflow/services/ingest/app"
 	"github.com/leadflow/leadflow/services/ingest/ports"
+	resolveradapters "github.com/leadflow/leadflow/services/resolver/adapters"
+	resolverapp "github.com/leadflow/leadflow/services/resolver/app"
 )
 
 // Name is the service name in logs and metrics.
@@ -31,6 +36,11 @@ type Config struct {
 	MakeWindow    time.Duration
 	C2S           upstreams.C2SConfig
 	WorkAPI       upstreams.WorkAPIConfig
+	// Diretrix is optional here (RUN.md requires DIRETRIX_* of the resolver
+	// only): without it POST /api/v1/enrich answers 503 for phone and email.
+	Diretrix         *upstreams.DiretrixConfig
+	ReuseTTL         time.Duration
+	IncomeMultiplier decimal.Decimal
 }
 
 // LoadConfig reads the environment, naming every problem at once.
@@ -43,6 +53,14 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		MakeWindow:    l.Duration("MAKE_DEDUPE_WINDOW", 5*time.Minute),
 		C2S:           upstreams.LoadC2S(l),
 		WorkAPI:       upstreams.LoadWorkAPI(l),
+		// The same variables and defaults as the enricher: POST /api/v1/enrich
+		// follows the pipeline's paid-call and writing rules.
+		ReuseTTL:         l.Duration("ENRICH_REUSE_TTL", 24*time.Hour),
+		IncomeMultiplier: l.Decimal("INCOME_MULTIPLIER", "1.9"),
+	}
+	if l.String("DIRETRIX_BASE_URL", "") != "" {
+		d := upstreams.LoadDiretrix(l)
+		c.Diretrix = &d
 	}
 	return c, l.Err()
 }
@@ -76,6 +94,10 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 	}
 	metrics := ports.NewMetrics(d.Registry)
 	store := runs.New(d.Pool)
+	enrich, err := newEnrich(cfg, d, work)
+	if err != nil {
+		return nil, err
+	}
 	intake := &app.Intake{
 		UoW:         adapters.UnitOfWork{Pool: d.Pool},
 		Publisher:   d.Pub,
@@ -86,6 +108,7 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 	}
 	return &ports.Server{
 		Intake:        intake,
+		Enrich:        enrich,
 		Traces:        store,
 		Customers:     coredb.NewReader(d.Pool),
 		Work:          work,
@@ -97,4 +120,28 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 		// Operator API (replay, dead letters): the same code as leadflowctl.
 		Extra: ports.Admin{Ops: ops.New(d.JS, d.Pool), Log: d.Log}.Routes,
 	}, nil
+}
+
+// newEnrich wires POST /api/v1/enrich onto the resolver's and the enricher's
+// own packages (no second copy of their rules).
+func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich, error) {
+	core := coredb.NewReader(d.Pool)
+	e := &app.Enrich{
+		Payloads:  enricheradapters.Payloads{Pool: d.Pool},
+		API:       enricheradapters.WorkAPI{Client: work},
+		Writer:    enricheradapters.Writer{Core: coredb.NewWriter(d.Pool, cfg.IncomeMultiplier)},
+		Customers: core,
+		ReuseTTL:  cfg.ReuseTTL,
+	}
+	if cfg.Diretrix != nil {
+		dir, err := cfg.Diretrix.Client(d.Registry, &d.Log)
+		if err != nil {
+			return nil, err
+		}
+		e.Resolver = &resolverapp.Resolver{
+			Directory: resolveradapters.Directory{Client: dir},
+			Records:   resolveradapters.Records{Pool: d.Pool, Core: core},
+		}
+	}
+	return e, nil
 }
