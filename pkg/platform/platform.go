@@ -46,6 +46,9 @@ type Common struct {
 	HealthPort  int
 	DBMaxConns  int
 	Stream      messaging.StreamSettings
+	// AsyncCommit turns synchronous_commit off for this service's sessions.
+	// Only for writes that a retry can always redo (ingest's receipts).
+	AsyncCommit bool
 }
 
 // LoadCommon reads the shared variables into l.
@@ -101,7 +104,7 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		d.Close()
 		return nil, err
 	}
-	if d.Pool, err = storage.Open(pctx, c.DatabaseURL, int32(c.DBMaxConns)); err != nil {
+	if d.Pool, err = storage.Open(pctx, c.DatabaseURL, int32(c.DBMaxConns), c.AsyncCommit); err != nil {
 		d.Close()
 		return nil, err
 	}

@@ -27,7 +27,8 @@ var migrationFiles embed.FS
 const migrationLockID int64 = 0x1eadf10e
 
 // Open connects a pool and checks the server answers.
-func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+// asyncCommit sets synchronous_commit=off on every session.
+func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -36,6 +37,9 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 		cfg.MaxConns = maxConns
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	if asyncCommit {
+		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

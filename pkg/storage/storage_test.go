@@ -11,7 +11,7 @@ import (
 func TestMigrateIsIdempotentAndConcurrencySafe(t *testing.T) {
 	ctx := context.Background()
 	url := testinfra.NewDatabase(t)
-	pool, err := Open(ctx, url, 8)
+	pool, err := Open(ctx, url, 8, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestMigrateIsIdempotentAndConcurrencySafe(t *testing.T) {
 func TestMigrateKeepsExistingCoreRows(t *testing.T) {
 	ctx := context.Background()
 	url := testinfra.NewDatabase(t)
-	pool, err := Open(ctx, url, 4)
+	pool, err := Open(ctx, url, 4, false)
 	if err != nil {
 		t.Fatal(err)
 	}

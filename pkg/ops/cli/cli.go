@@ -149,7 +149,7 @@ func (a *app) ops(ctx context.Context, needNATS, needDB bool) (*ops.Ops, error) 
 		if a.pool == nil {
 			cctx, cancel := context.WithTimeout(ctx, a.timeout)
 			defer cancel()
-			pool, err := storage.Open(cctx, a.dbURL, 4)
+			pool, err := storage.Open(cctx, a.dbURL, 4, false)
 			if err != nil {
 				// pgx errors may echo the URL: never print the password.
 				return nil, errors.New("connect Postgres: unreachable or refused (check --db / DATABASE_URL)")

@@ -80,7 +80,7 @@ func newRig(t testing.TB, cfg sim.Config) *rig {
 // instance, as separate processes would have.
 func (r *rig) newPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := storage.Open(context.Background(), r.dbURL, 16)
+	pool, err := storage.Open(context.Background(), r.dbURL, 16, false)
 	if err != nil {
 		t.Fatal(err)
 	}

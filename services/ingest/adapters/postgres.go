@@ -14,22 +14,58 @@ import (
 	"github.com/leadflow/leadflow/services/ingest/app"
 )
 
-// UnitOfWork runs intake steps in one Postgres transaction.
+// Receipts stores webhook receipts, one statement per call.
+type Receipts struct {
+	Pool *pgxpool.Pool
+}
+
+// ReceiptExists implements app.Receipts.
+func (r Receipts) ReceiptExists(ctx context.Context, leadID, key string) (bool, error) {
+	var seen bool
+	err := r.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pipeline.webhook_receipts WHERE lead_id = $1 AND updated_key = $2)`,
+		leadID, key).Scan(&seen)
+	return seen, classify(err)
+}
+
+// LastContacts implements app.Receipts.
+func (r Receipts) LastContacts(ctx context.Context, leadID string) (string, string, bool, error) {
+	phone, email, found, err := lastContacts(ctx, r.Pool, leadID)
+	return phone, email, found, classify(err)
+}
+
+// AddReceipt implements app.Receipts.
+func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt) (bool, error) {
+	var payload any
+	if len(rc.Payload) > 0 {
+		payload = []byte(rc.Payload)
+	}
+	tag, err := r.Pool.Exec(ctx, `INSERT INTO pipeline.webhook_receipts (lead_id, updated_key, action, status, event_id, payload)
+		VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6) ON CONFLICT (lead_id, updated_key) DO NOTHING`,
+		rc.LeadID, rc.UpdatedKey, rc.Action, rc.Status, rc.EventID, payload)
+	if err != nil {
+		return false, classify(err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// StartRun implements app.Receipts.
+func (r Receipts) StartRun(ctx context.Context, env events.Envelope) error {
+	return runs.StartRun(ctx, r.Pool, env)
+}
+
+// UnitOfWork runs a trigger's steps in one Postgres transaction.
 type UnitOfWork struct {
 	Pool *pgxpool.Pool
 }
 
 // Do implements app.UnitOfWork.
 func (u UnitOfWork) Do(ctx context.Context, fn func(app.Tx) error) error {
-	err := pgx.BeginFunc(ctx, u.Pool, func(tx pgx.Tx) error {
-		// A lost commit only means a C2S retry is processed again, which
-		// every later stage tolerates; not waiting for the WAL flush is what
-		// lets ingest ack thousands of webhooks a second.
-		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
-			return err
-		}
+	return classify(pgx.BeginFunc(ctx, u.Pool, func(tx pgx.Tx) error {
 		return fn(txAdapter{tx})
-	})
+	}))
+}
+
+func classify(err error) error {
 	var pgErr interface{ SQLState() string }
 	if err != nil && errors.As(err, &pgErr) {
 		return runs.Classify("ingest.db", err)
@@ -39,29 +75,9 @@ func (u UnitOfWork) Do(ctx context.Context, fn func(app.Tx) error) error {
 
 type txAdapter struct{ tx pgx.Tx }
 
-func (t txAdapter) AddReceipt(ctx context.Context, r app.Receipt) (bool, error) {
-	var payload any
-	if len(r.Payload) > 0 {
-		payload = []byte(r.Payload)
-	}
-	tag, err := t.tx.Exec(ctx, `INSERT INTO pipeline.webhook_receipts (lead_id, updated_key, action, status, payload)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (lead_id, updated_key) DO NOTHING`,
-		r.LeadID, r.UpdatedKey, r.Action, r.Status, payload)
-	if err != nil {
-		return false, err
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
-func (t txAdapter) SetReceiptEvent(ctx context.Context, leadID, key, status, eventID string) error {
-	_, err := t.tx.Exec(ctx, `UPDATE pipeline.webhook_receipts SET status = $3, event_id = NULLIF($4, '')
-		WHERE lead_id = $1 AND updated_key = $2`, leadID, key, status, eventID)
-	return err
-}
-
-func (t txAdapter) LastContacts(ctx context.Context, leadID string) (string, string, bool, error) {
+func lastContacts(ctx context.Context, db runs.DB, leadID string) (string, string, bool, error) {
 	var phone, email *string
-	err := t.tx.QueryRow(ctx, `SELECT phone, email FROM pipeline.lead_contacts WHERE lead_id = $1`, leadID).Scan(&phone, &email)
+	err := db.QueryRow(ctx, `SELECT phone, email FROM pipeline.lead_contacts WHERE lead_id = $1`, leadID).Scan(&phone, &email)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", "", false, nil
 	}

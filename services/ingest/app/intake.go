@@ -30,18 +30,24 @@ const (
 
 // Receipt is one webhook event as stored.
 type Receipt struct {
-	LeadID, UpdatedKey, Action, Status string
-	Payload                            json.RawMessage
+	LeadID, UpdatedKey, Action, Status, EventID string
+	Payload                                     json.RawMessage
 }
 
-// Tx is the unit of work the intake needs: everything it writes before a
-// publish commits only after JetStream stored the event.
-type Tx interface {
-	// AddReceipt stores a receipt; false when (lead, updated_key) exists.
-	AddReceipt(ctx context.Context, r Receipt) (bool, error)
-	SetReceiptEvent(ctx context.Context, leadID, updatedKey, status, eventID string) error
+// Receipts is the webhook side of the store. Each call is one statement:
+// nothing is held open across a publish.
+type Receipts interface {
+	ReceiptExists(ctx context.Context, leadID, updatedKey string) (bool, error)
 	// LastContacts is what the resolver last resolved for the lead.
 	LastContacts(ctx context.Context, leadID string) (phone, email string, found bool, err error)
+	// AddReceipt stores a receipt; false when (lead, updated_key) exists.
+	AddReceipt(ctx context.Context, r Receipt) (bool, error)
+	StartRun(ctx context.Context, env events.Envelope) error
+}
+
+// Tx is the unit of work a trigger needs: the check for a run in flight and
+// the new run are serialised per lead.
+type Tx interface {
 	// LockLead serialises triggers of one lead until the unit ends.
 	LockLead(ctx context.Context, leadID string) error
 	LatestLiveRun(ctx context.Context, leadID string, since time.Time) (*runs.Run, error)
@@ -65,6 +71,7 @@ type Runs interface {
 
 // Intake is the use case.
 type Intake struct {
+	Receipts    Receipts
 	UoW         UnitOfWork
 	Publisher   Publisher
 	Runs        Runs
@@ -85,59 +92,72 @@ type WebhookResult struct {
 }
 
 // Webhook handles one C2S webhook event: dedupe on (lead id, updated_at),
-// decide by action, publish when there is something to enrich. The receipt
-// commits only after the publish was acknowledged, so a failed publish
-// leaves nothing behind and the C2S retry gets a second chance.
+// decide by action, publish when there is something to enrich.
+//
+// The event is published before its receipt is written. A failed publish
+// therefore leaves nothing behind and the C2S retry gets a second chance; a
+// receipt lost after the publish only means a retry is published again, and
+// JetStream drops it (same Nats-Msg-Id) or, past the dedupe window, every
+// stage takes it idempotently.
 func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.RawMessage) (WebhookResult, error) {
 	ev.Action = cleanText(ev.Action)
 	res := WebhookResult{LeadID: ev.LeadID, Action: ev.Action}
 	key := UpdatedKey(ev)
-	err := in.UoW.Do(ctx, func(tx Tx) error {
-		fresh, err := tx.AddReceipt(ctx, Receipt{LeadID: ev.LeadID, UpdatedKey: key, Action: ev.Action, Status: StatusRecorded, Payload: storablePayload(raw)})
+	receipt := Receipt{LeadID: ev.LeadID, UpdatedKey: key, Action: ev.Action, Status: StatusRecorded, Payload: storablePayload(raw)}
+	seen, err := in.Receipts.ReceiptExists(ctx, ev.LeadID, key)
+	if err != nil {
+		return res, err
+	}
+	if seen {
+		res.Status = StatusDuplicate
+		in.count(res.Status, events.SourceWebhook)
+		return res, nil
+	}
+	enrich := false
+	switch ev.Action {
+	case c2s.ActionCreate:
+		enrich = true
+	case c2s.ActionUpdate:
+		phone, email, found, err := in.Receipts.LastContacts(ctx, ev.LeadID)
 		if err != nil {
-			return err
+			return res, err
 		}
-		if !fresh {
-			res.Status = StatusDuplicate
-			return nil
+		enrich = !found || phone != normPhone(ev.Customer.Phone) || email != brdata.NormalizeEmail(ev.Customer.Email)
+		if !enrich {
+			receipt.Status = StatusIgnored
 		}
-		switch ev.Action {
-		case c2s.ActionCreate:
-		case c2s.ActionUpdate:
-			phone, email, found, err := tx.LastContacts(ctx, ev.LeadID)
-			if err != nil {
-				return err
-			}
-			if found && phone == normPhone(ev.Customer.Phone) && email == brdata.NormalizeEmail(ev.Customer.Email) {
-				res.Status = StatusIgnored
-				return tx.SetReceiptEvent(ctx, ev.LeadID, key, StatusIgnored, "")
-			}
-		default: // on_close_lead and anything new: record only
-			res.Status = StatusRecorded
-			return nil
-		}
-		env, err := events.NewReceived(ev.LeadID, events.SourceWebhook, key, events.LeadReceived{
+	}
+	var env events.Envelope
+	if enrich {
+		env, err = events.NewReceived(ev.LeadID, events.SourceWebhook, key, events.LeadReceived{
 			Action:    ev.Action,
 			UpdatedAt: ev.UpdatedAtRaw,
 			Customer:  events.Customer{Name: ev.Customer.Name, Phone: ev.Customer.Phone, Email: ev.Customer.Email},
 		})
 		if err != nil {
-			return failure.Permanent("ingest.event", err)
-		}
-		if err := tx.StartRun(ctx, env); err != nil {
-			return err
-		}
-		if err := tx.SetReceiptEvent(ctx, ev.LeadID, key, StatusQueued, env.EventID); err != nil {
-			return err
+			return res, failure.Permanent("ingest.event", err)
 		}
 		if err := in.Publisher.Publish(ctx, env); err != nil {
-			return err
+			return res, err
 		}
-		res.Status, res.EventID = StatusQueued, env.EventID
-		return nil
-	})
+		receipt.Status, receipt.EventID = StatusQueued, env.EventID
+	}
+	fresh, err := in.Receipts.AddReceipt(ctx, receipt)
 	if err != nil {
 		return res, err
+	}
+	switch {
+	case !fresh:
+		// A concurrent delivery of the same event won; its publish and ours
+		// carried the same Nats-Msg-Id, so JetStream kept one.
+		res.Status = StatusDuplicate
+	case enrich:
+		if err := in.Receipts.StartRun(ctx, env); err != nil {
+			return res, err
+		}
+		res.Status, res.EventID = StatusQueued, env.EventID
+	default:
+		res.Status = receipt.Status
 	}
 	in.count(res.Status, events.SourceWebhook)
 	return res, nil

@@ -46,7 +46,7 @@ type Config struct {
 // LoadConfig reads the environment, naming every problem at once.
 func LoadConfig(l *config.Loader) (Config, error) {
 	c := Config{
-		Common:        platform.LoadCommon(l, Name),
+		Common:        ingestCommon(l),
 		Port:          l.Int("PORT", 8080, 1, 65535),
 		WebhookSecret: l.Required("WEBHOOK_SECRET"),
 		APIKeys:       l.List("API_KEYS", true),
@@ -99,6 +99,7 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 		return nil, err
 	}
 	intake := &app.Intake{
+		Receipts:    adapters.Receipts{Pool: d.Pool},
 		UoW:         adapters.UnitOfWork{Pool: d.Pool},
 		Publisher:   d.Pub,
 		Runs:        store,
@@ -144,4 +145,13 @@ func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich,
 		}
 	}
 	return e, nil
+}
+
+// ingestCommon: ingest's writes (receipts, run starts) are redone by any
+// retry of the webhook, so they do not wait for the WAL flush; that is what
+// lets ingest ack thousands of webhooks a second.
+func ingestCommon(l *config.Loader) platform.Common {
+	c := platform.LoadCommon(l, Name)
+	c.AsyncCommit = true
+	return c
 }

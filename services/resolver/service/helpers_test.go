@@ -53,7 +53,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	}
 	t.Cleanup(func() { _ = sims.Close() })
 
-	pool, err := storage.Open(ctx, testinfra.NewDatabase(t), 8)
+	pool, err := storage.Open(ctx, testinfra.NewDatabase(t), 8, false)
 	if err != nil {
 		t.Fatal(err)
 	}
