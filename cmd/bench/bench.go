@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -244,6 +245,8 @@ func blast(base string, bodies [][]byte, n int) (float64, float64, error) {
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
+				// Drain the body so the connection is reused (keep-alive).
+				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusAccepted {
 					acked.Add(1)

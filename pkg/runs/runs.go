@@ -58,15 +58,26 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // StartRun records the start of env's run and its first trace step; a
 // repeat is a no-op.
 func StartRun(ctx context.Context, db DB, env events.Envelope) error {
-	_, err := db.Exec(ctx, `WITH run AS (
-			INSERT INTO pipeline.lead_runs (run_id, lead_id, source, replay_id, started_at)
-			VALUES ($1, $2, $3, NULLIF($4, ''), $5) ON CONFLICT (run_id) DO NOTHING
-		)
-		INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, at)
-		VALUES ($6, $1, $2, 'received', $3, jsonb_build_object('replay_id', NULLIF($4, '')), $5)
-		ON CONFLICT (event_id) DO NOTHING`,
-		env.RunID, env.LeadID, string(env.Source), env.ReplayID, env.OccurredAt, env.EventID)
+	_, err := db.Exec(ctx, startRunSQL, startRunArgs(env)...)
 	return dbErr("runs.start", err)
+}
+
+// QueueStartRun adds StartRun to a batch, for callers that save a round trip
+// by sending it with their own statements.
+func QueueStartRun(b *pgx.Batch, env events.Envelope) {
+	b.Queue(startRunSQL, startRunArgs(env)...)
+}
+
+const startRunSQL = `WITH run AS (
+		INSERT INTO pipeline.lead_runs (run_id, lead_id, source, replay_id, started_at)
+		VALUES ($1, $2, $3, NULLIF($4, ''), $5) ON CONFLICT (run_id) DO NOTHING
+	)
+	INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, at)
+	VALUES ($6, $1, $2, 'received', $3, jsonb_build_object('replay_id', NULLIF($4, '')), $5)
+	ON CONFLICT (event_id) DO NOTHING`
+
+func startRunArgs(env events.Envelope) []any {
+	return []any{env.RunID, env.LeadID, string(env.Source), env.ReplayID, env.OccurredAt, env.EventID}
 }
 
 // Outcome is one stage's result for the trace.

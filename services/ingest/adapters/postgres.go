@@ -33,24 +33,32 @@ func (r Receipts) LastContacts(ctx context.Context, leadID string) (string, stri
 	return phone, email, found, classify(err)
 }
 
-// AddReceipt implements app.Receipts.
-func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt) (bool, error) {
+// AddReceipt implements app.Receipts: the receipt and the run start go in
+// one round trip.
+func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt, run *events.Envelope) (bool, error) {
 	var payload any
 	if len(rc.Payload) > 0 {
 		payload = []byte(rc.Payload)
 	}
-	tag, err := r.Pool.Exec(ctx, `INSERT INTO pipeline.webhook_receipts (lead_id, updated_key, action, status, event_id, payload)
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO pipeline.webhook_receipts (lead_id, updated_key, action, status, event_id, payload)
 		VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6) ON CONFLICT (lead_id, updated_key) DO NOTHING`,
 		rc.LeadID, rc.UpdatedKey, rc.Action, rc.Status, rc.EventID, payload)
+	if run != nil {
+		runs.QueueStartRun(b, *run)
+	}
+	res := r.Pool.SendBatch(ctx, b)
+	tag, err := res.Exec()
+	if err == nil && run != nil {
+		_, err = res.Exec()
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return false, classify(err)
 	}
 	return tag.RowsAffected() == 1, nil
-}
-
-// StartRun implements app.Receipts.
-func (r Receipts) StartRun(ctx context.Context, env events.Envelope) error {
-	return runs.StartRun(ctx, r.Pool, env)
 }
 
 // UnitOfWork runs a trigger's steps in one Postgres transaction.

@@ -40,9 +40,10 @@ type Receipts interface {
 	ReceiptExists(ctx context.Context, leadID, updatedKey string) (bool, error)
 	// LastContacts is what the resolver last resolved for the lead.
 	LastContacts(ctx context.Context, leadID string) (phone, email string, found bool, err error)
-	// AddReceipt stores a receipt; false when (lead, updated_key) exists.
-	AddReceipt(ctx context.Context, r Receipt) (bool, error)
-	StartRun(ctx context.Context, env events.Envelope) error
+	// AddReceipt stores a receipt and, when run is set, starts that run; it
+	// returns false when (lead, updated_key) exists. Starting a run twice is
+	// a no-op, so a duplicate sent along does no harm.
+	AddReceipt(ctx context.Context, r Receipt, run *events.Envelope) (bool, error)
 }
 
 // Tx is the unit of work a trigger needs: the check for a run in flight and
@@ -142,7 +143,11 @@ func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.Raw
 		}
 		receipt.Status, receipt.EventID = StatusQueued, env.EventID
 	}
-	fresh, err := in.Receipts.AddReceipt(ctx, receipt)
+	var run *events.Envelope
+	if enrich {
+		run = &env
+	}
+	fresh, err := in.Receipts.AddReceipt(ctx, receipt, run)
 	if err != nil {
 		return res, err
 	}
@@ -152,9 +157,6 @@ func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.Raw
 		// carried the same Nats-Msg-Id, so JetStream kept one.
 		res.Status = StatusDuplicate
 	case enrich:
-		if err := in.Receipts.StartRun(ctx, env); err != nil {
-			return res, err
-		}
 		res.Status, res.EventID = StatusQueued, env.EventID
 	default:
 		res.Status = receipt.Status
