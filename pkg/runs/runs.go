@@ -93,31 +93,42 @@ type Outcome struct {
 // Record writes the stage outcome of env and moves the run's status. The
 // event id keys the row, so recording twice changes nothing.
 func Record(ctx context.Context, db DB, env events.Envelope, o Outcome) error {
+	_, err := db.Exec(ctx, recordSQL, recordArgs(env, o)...)
+	return dbErr("runs.record", err)
+}
+
+// QueueRecord adds Record to a batch, so a stage can write its own rows and
+// its trace step in one round trip (and one transaction).
+func QueueRecord(b *pgx.Batch, env events.Envelope, o Outcome) {
+	b.Queue(recordSQL, recordArgs(env, o)...)
+}
+
+// The run moves only when the stage row is new: a redelivered earlier stage
+// must not move a finished run back.
+const recordSQL = `WITH stage AS (
+		INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, error)
+		VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''))
+		ON CONFLICT (event_id) DO NOTHING
+		RETURNING 1
+	)
+	INSERT INTO pipeline.lead_runs AS r (run_id, lead_id, source, replay_id, status, error, cpfs_processed, entities_stored, finished_at)
+	SELECT $2, $3, $8, NULLIF($9, ''), $4, NULLIF($7, ''), COALESCE($10, 0), COALESCE($11, 0), CASE WHEN $12 THEN now() END
+	WHERE EXISTS (SELECT 1 FROM stage)
+	ON CONFLICT (run_id) DO UPDATE SET
+		status = EXCLUDED.status,
+		error = COALESCE(EXCLUDED.error, r.error),
+		cpfs_processed = COALESCE($10, r.cpfs_processed),
+		entities_stored = COALESCE($11, r.entities_stored),
+		updated_at = now(),
+		finished_at = EXCLUDED.finished_at`
+
+func recordArgs(env events.Envelope, o Outcome) []any {
 	detail, err := json.Marshal(o.Detail)
 	if err != nil || o.Detail == nil {
 		detail = []byte("{}")
 	}
-	// The run moves only when the stage row is new: a redelivered earlier
-	// stage must not move a finished run back.
-	_, err = db.Exec(ctx, `WITH stage AS (
-			INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, error)
-			VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''))
-			ON CONFLICT (event_id) DO NOTHING
-			RETURNING 1
-		)
-		INSERT INTO pipeline.lead_runs AS r (run_id, lead_id, source, replay_id, status, error, cpfs_processed, entities_stored, finished_at)
-		SELECT $2, $3, $8, NULLIF($9, ''), $4, NULLIF($7, ''), COALESCE($10, 0), COALESCE($11, 0), CASE WHEN $12 THEN now() END
-		WHERE EXISTS (SELECT 1 FROM stage)
-		ON CONFLICT (run_id) DO UPDATE SET
-			status = EXCLUDED.status,
-			error = COALESCE(EXCLUDED.error, r.error),
-			cpfs_processed = COALESCE($10, r.cpfs_processed),
-			entities_stored = COALESCE($11, r.entities_stored),
-			updated_at = now(),
-			finished_at = EXCLUDED.finished_at`,
-		env.EventID, env.RunID, env.LeadID, o.Stage, o.Outcome, detail, o.Error,
-		string(env.Source), env.ReplayID, o.CPFs, o.Entities, Final(o.Stage))
-	return dbErr("runs.record", err)
+	return []any{env.EventID, env.RunID, env.LeadID, o.Stage, o.Outcome, detail, o.Error,
+		string(env.Source), env.ReplayID, o.CPFs, o.Entities, Final(o.Stage)}
 }
 
 // Run is one pass of a lead.

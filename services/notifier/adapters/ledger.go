@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/events"
@@ -29,22 +30,35 @@ func (l Ledger) Deliver(ctx context.Context, key app.Key, attempt func(context.C
 	}
 	defer conn.Release()
 	lockKey := "notify:" + key.LeadID
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, lockKey); err != nil {
-		return app.Delivery{}, classify(err)
-	}
+	locked := false
 	defer func() {
+		if !locked {
+			return
+		}
 		// A fresh context: the unlock must happen even when ctx is done.
 		_, uerr := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey)
 		if uerr != nil {
 			conn.Conn().Close(context.Background()) //nolint:errcheck // closing drops the session lock
 		}
 	}()
-	var status string
-	var attempts int
-	err = conn.QueryRow(ctx, `INSERT INTO pipeline.notifications (lead_id, message_hash, replay_key, run_id, status, attempts)
+	// Lock, then count the attempt, in one round trip.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 0))`, lockKey)
+	b.Queue(`INSERT INTO pipeline.notifications (lead_id, message_hash, replay_key, run_id, status, attempts)
 		VALUES ($1, $2, $3, $4, 'pending', 1)
 		ON CONFLICT (lead_id, message_hash, replay_key) DO UPDATE SET attempts = pipeline.notifications.attempts + 1
-		RETURNING status, attempts`, key.LeadID, key.MessageHash, key.ReplayKey, key.RunID).Scan(&status, &attempts)
+		RETURNING status, attempts`, key.LeadID, key.MessageHash, key.ReplayKey, key.RunID)
+	res := conn.SendBatch(ctx, b)
+	_, err = res.Exec()
+	locked = err == nil
+	var status string
+	var attempts int
+	if err == nil {
+		err = res.QueryRow().Scan(&status, &attempts)
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return app.Delivery{}, classify(err)
 	}
@@ -52,11 +66,16 @@ func (l Ledger) Deliver(ctx context.Context, key app.Key, attempt func(context.C
 	if err != nil {
 		return d, err
 	}
-	if _, err := conn.Exec(ctx, `UPDATE pipeline.notifications SET status = 'sent', route = COALESCE(NULLIF($4, ''), route),
+	// Record the end and release the lead in one round trip.
+	b = &pgx.Batch{}
+	b.Queue(`UPDATE pipeline.notifications SET status = 'sent', route = COALESCE(NULLIF($4, ''), route),
 		sent_at = COALESCE(sent_at, now()) WHERE lead_id = $1 AND message_hash = $2 AND replay_key = $3`,
-		key.LeadID, key.MessageHash, key.ReplayKey, d.Route); err != nil {
+		key.LeadID, key.MessageHash, key.ReplayKey, d.Route)
+	b.Queue(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return d, classify(err)
 	}
+	locked = false
 	return d, nil
 }
 

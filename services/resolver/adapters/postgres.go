@@ -54,38 +54,30 @@ type Store struct {
 }
 
 // SaveResolution implements app.Store: identities Diretrix taught us, the
-// lead's last resolved contacts, and the trace step.
+// lead's last resolved contacts, and the trace step, in one batch (one round
+// trip, one implicit transaction).
 func (s Store) SaveResolution(ctx context.Context, env events.Envelope, r app.Resolution) error {
-	return classify(pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		for _, l := range []struct {
-			kind string
-			app.Lookup
-		}{{"phone", r.Phone}, {"email", r.Email}} {
-			if l.Source != app.SourceDiretrix {
-				continue
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO pipeline.identity_resolutions (kind, value, cpf, source)
-				VALUES ($1, $2, $3, $4) ON CONFLICT (kind, value) DO UPDATE SET cpf = EXCLUDED.cpf, resolved_at = now()`,
-				l.kind, l.Value, l.CPF, l.Source); err != nil {
-				return err
-			}
+	b := &pgx.Batch{}
+	for _, l := range []struct {
+		kind string
+		app.Lookup
+	}{{"phone", r.Phone}, {"email", r.Email}} {
+		if l.Source != app.SourceDiretrix {
+			continue
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO pipeline.lead_contacts (lead_id, phone, email) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
-			ON CONFLICT (lead_id) DO UPDATE SET phone = EXCLUDED.phone, email = EXCLUDED.email, updated_at = now()`,
-			env.LeadID, r.Phone.Value, r.Email.Value); err != nil {
-			return err
-		}
-		stage := runs.StageResolved
-		if len(r.Persons) == 0 {
-			stage = runs.StageUnresolved
-		}
-		return runs.Record(ctx, tx, env, runs.Outcome{
-			Stage:   stage,
-			Outcome: r.Outcome,
-			Error:   r.Reason,
-			Detail:  detail(r),
-		})
-	}))
+		b.Queue(`INSERT INTO pipeline.identity_resolutions (kind, value, cpf, source)
+			VALUES ($1, $2, $3, $4) ON CONFLICT (kind, value) DO UPDATE SET cpf = EXCLUDED.cpf, resolved_at = now()`,
+			l.kind, l.Value, l.CPF, l.Source)
+	}
+	b.Queue(`INSERT INTO pipeline.lead_contacts (lead_id, phone, email) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
+		ON CONFLICT (lead_id) DO UPDATE SET phone = EXCLUDED.phone, email = EXCLUDED.email, updated_at = now()`,
+		env.LeadID, r.Phone.Value, r.Email.Value)
+	stage := runs.StageResolved
+	if len(r.Persons) == 0 {
+		stage = runs.StageUnresolved
+	}
+	runs.QueueRecord(b, env, runs.Outcome{Stage: stage, Outcome: r.Outcome, Error: r.Reason, Detail: detail(r)})
+	return classify(s.Pool.SendBatch(ctx, b).Close())
 }
 
 // detail is the trace's view: states and sources, CPFs masked.
