@@ -190,11 +190,22 @@ type Step struct {
 	At      time.Time       `json:"at"`
 }
 
-// Trace is what the product knows of a lead.
+// Trace is what the product knows of a lead: a summary of the latest run,
+// every run (replays carry their replay id) and every stage step.
 type Trace struct {
-	LeadID string `json:"lead_id"`
-	Runs   []Run  `json:"runs"`
-	Steps  []Step `json:"steps"`
+	LeadID  string          `json:"lead_id"`
+	Status  string          `json:"status"`            // the latest run's status
+	Persons json.RawMessage `json:"persons,omitempty"` // the latest resolution's persons, CPFs masked
+	Message *MessageStatus  `json:"message,omitempty"` // the latest notification
+	Runs    []Run           `json:"runs"`
+	Steps   []Step          `json:"steps"`
+}
+
+// MessageStatus is the latest notification outcome of a lead.
+type MessageStatus struct {
+	Status string    `json:"status"` // sent | already_sent | skipped
+	Route  string    `json:"route,omitempty"`
+	At     time.Time `json:"at"`
 }
 
 // Trace returns the lead's runs (newest first) and stage steps (in order),
@@ -228,10 +239,34 @@ func (s *Store) Trace(ctx context.Context, leadID string) (*Trace, error) {
 		}
 		t.Steps = append(t.Steps, st)
 	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("runs.trace", err)
+	}
 	if len(t.Runs) == 0 && len(t.Steps) == 0 {
 		return nil, failure.NotFound("runs.trace")
 	}
-	return t, rows.Err()
+	t.summarize()
+	return t, nil
+}
+
+// summarize fills the summary from the latest run and steps.
+func (t *Trace) summarize() {
+	if len(t.Runs) > 0 {
+		t.Status = t.Runs[0].Status
+	}
+	for _, st := range t.Steps { // oldest first: the last match wins
+		var d struct {
+			Persons json.RawMessage `json:"persons"`
+			Route   string          `json:"route"`
+		}
+		_ = json.Unmarshal(st.Detail, &d)
+		switch st.Stage {
+		case StageResolved:
+			t.Persons = d.Persons
+		case StageNotified:
+			t.Message = &MessageStatus{Status: st.Outcome, Route: d.Route, At: st.At}
+		}
+	}
 }
 
 func deref(s *string) string {

@@ -2,6 +2,7 @@ package runs
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,7 +29,8 @@ func TestRecordIsIdempotentAndBuildsTheTrace(t *testing.T) {
 	res, _ := events.New(events.TypeResolved, &rec, events.LeadResolved{})
 	two, one := 2, 1
 	for i := 0; i < 2; i++ { // redelivery
-		if err := Record(ctx, pool, res, Outcome{Stage: StageResolved, Outcome: "same_person", Detail: map[string]any{"persons": 1}}); err != nil {
+		if err := Record(ctx, pool, res, Outcome{Stage: StageResolved, Outcome: "same_person",
+			Detail: map[string]any{"persons": []map[string]string{{"cpf": "*********07", "role": "both"}}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -37,7 +39,7 @@ func TestRecordIsIdempotentAndBuildsTheTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	not, _ := events.New(events.TypeNotified, &rec, events.LeadNotified{})
-	if err := Record(ctx, pool, not, Outcome{Stage: StageNotified, Outcome: "sent"}); err != nil {
+	if err := Record(ctx, pool, not, Outcome{Stage: StageNotified, Outcome: "sent", Detail: map[string]any{"route": "gateway"}}); err != nil {
 		t.Fatal(err)
 	}
 	// A late redelivery of an earlier stage must not move the run back.
@@ -50,6 +52,10 @@ func TestRecordIsIdempotentAndBuildsTheTrace(t *testing.T) {
 	}
 	if len(tr.Runs) != 1 || len(tr.Steps) != 4 {
 		t.Fatalf("trace = %+v", tr)
+	}
+	if tr.Status != StageNotified || tr.Message == nil || tr.Message.Status != "sent" || tr.Message.Route != "gateway" ||
+		!strings.Contains(string(tr.Persons), `"*********07"`) {
+		t.Fatalf("summary = %s %+v %s", tr.Status, tr.Message, tr.Persons)
 	}
 	run := tr.Runs[0]
 	if run.Status != StageNotified || run.CPFsProcessed != 2 || run.EntitiesStored != 1 || run.FinishedAt == nil {
