@@ -95,25 +95,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func deadLetters(t *testing.T, r *rig) []events.DeadLetter {
 	t.Helper()
-	ctx := context.Background()
-	st, _ := r.js.Stream(ctx, events.StreamName)
-	info, _ := st.Info(ctx, jetstream.WithSubjectFilter(events.SubjectDeadLetter))
 	var out []events.DeadLetter
-	if info.State.Subjects[events.SubjectDeadLetter] == 0 {
-		return nil
-	}
-	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.SubjectDeadLetter}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := int(info.State.Subjects[events.SubjectDeadLetter])
-	batch, err := c.Fetch(n, jetstream.FetchMaxWait(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() {
+	for _, data := range testinfra.SubjectMessages(t, r.js, events.StreamName, events.SubjectDeadLetter) {
 		var dl events.DeadLetter
-		if err := json.Unmarshal(m.Data(), &dl); err != nil {
+		if err := json.Unmarshal(data, &dl); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, dl)

@@ -295,6 +295,46 @@ func (d *Deps) run(ctx context.Context) int {
 	return code
 }
 
+// Service describes one service for Main and for the local stack: how to
+// read its configuration and how to wire it.
+type Service interface {
+	Name() string
+	// Build reads the configuration from l; the error names every problem.
+	Build(l *config.Loader) (Common, Setup, error)
+}
+
+// Describe builds a Service from a service's own config type and functions.
+func Describe[C any](name string, load func(*config.Loader) (C, error), common func(C) Common, setup func(C) Setup) Service {
+	return described[C]{name: name, load: load, common: common, setup: setup}
+}
+
+type described[C any] struct {
+	name   string
+	load   func(*config.Loader) (C, error)
+	common func(C) Common
+	setup  func(C) Setup
+}
+
+func (d described[C]) Name() string { return d.name }
+
+func (d described[C]) Build(l *config.Loader) (Common, Setup, error) {
+	cfg, err := d.load(l)
+	if err != nil {
+		return Common{}, nil, err
+	}
+	return d.common(cfg), d.setup(cfg), nil
+}
+
+// Main is a service process: configuration from the environment (exit 2
+// naming every problem), then Serve.
+func Main(s Service) int {
+	common, setup, err := s.Build(config.New())
+	if err != nil {
+		return ExitOnConfigError(s.Name(), err)
+	}
+	return Serve(common, setup)
+}
+
 // ExitOnConfigError prints a configuration error and returns exit code 2.
 func ExitOnConfigError(service string, err error) int {
 	fmt.Fprintf(os.Stderr, "%s: %v\n", service, err)

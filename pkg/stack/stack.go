@@ -30,6 +30,13 @@ import (
 // Services in start order.
 var Services = []string{"ingest", "resolver", "enricher", "notifier"}
 
+var services = map[string]platform.Service{
+	"ingest":   ingest.Service,
+	"resolver": resolver.Service,
+	"enricher": enricher.Service,
+	"notifier": notifier.Service,
+}
+
 // Options configure Start.
 type Options struct {
 	// Env is the base environment (e.g. os.Environ as a map). Upstream URLs
@@ -166,36 +173,13 @@ func (s *Stack) startSims(cfg sim.Config) error {
 
 // StartService starts (or restarts) one service in this process.
 func (s *Stack) StartService(name string) error {
-	l := config.FromMap(s.Env)
-	var common platform.Common
-	var setup platform.Setup
-	switch name {
-	case "ingest":
-		cfg, err := ingest.LoadConfig(l)
-		if err != nil {
-			return fmt.Errorf("ingest: %w", err)
-		}
-		common, setup = cfg.Common, ingest.Setup(cfg)
-	case "resolver":
-		cfg, err := resolver.LoadConfig(l)
-		if err != nil {
-			return fmt.Errorf("resolver: %w", err)
-		}
-		common, setup = cfg.Common, resolver.Setup(cfg)
-	case "enricher":
-		cfg, err := enricher.LoadConfig(l)
-		if err != nil {
-			return fmt.Errorf("enricher: %w", err)
-		}
-		common, setup = cfg.Common, enricher.Setup(cfg)
-	case "notifier":
-		cfg, err := notifier.LoadConfig(l)
-		if err != nil {
-			return fmt.Errorf("notifier: %w", err)
-		}
-		common, setup = cfg.Common, notifier.Setup(cfg)
-	default:
+	svc, ok := services[name]
+	if !ok {
 		return fmt.Errorf("unknown service %q", name)
+	}
+	common, setup, err := svc.Build(config.FromMap(s.Env))
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan int, 1)}

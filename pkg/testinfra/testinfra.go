@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // AdminURL is the server used to create and drop test databases. It honours
@@ -160,3 +161,38 @@ func redact(raw string) string {
 }
 
 var _ testing.TB = (*testing.T)(nil)
+
+// SubjectMessages returns the payloads stored on one subject of a stream,
+// oldest first, read with an ordered consumer (the stream is not changed).
+func SubjectMessages(t TB, js jetstream.JetStream, stream, subject string) [][]byte {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("testinfra: stream: %v", err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatalf("testinfra: stream info: %v", err)
+	}
+	n := int(info.State.Subjects[subject])
+	if n == 0 {
+		return nil
+	}
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatalf("testinfra: consumer: %v", err)
+	}
+	batch, err := c.Fetch(n, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatalf("testinfra: fetch: %v", err)
+	}
+	out := make([][]byte, 0, n)
+	for m := range batch.Messages() {
+		out = append(out, m.Data())
+	}
+	if len(out) != n {
+		t.Fatalf("testinfra: read %d of %d messages on %s", len(out), n, subject)
+	}
+	return out
+}

@@ -5,9 +5,10 @@ package main
 import (
 	"os"
 
+	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/services/notifier/service"
 )
 
 func main() {
-	os.Exit(service.Run())
+	os.Exit(platform.Main(service.Service))
 }

@@ -6,9 +6,10 @@ package main
 import (
 	"os"
 
+	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/services/resolver/service"
 )
 
 func main() {
-	os.Exit(service.Run())
+	os.Exit(platform.Main(service.Service))
 }

@@ -44,14 +44,8 @@ func LoadConfig(l *config.Loader) (Config, error) {
 	return c, l.Err()
 }
 
-// Run is the process: it returns the exit code.
-func Run() int {
-	cfg, err := LoadConfig(config.New())
-	if err != nil {
-		return platform.ExitOnConfigError(Name, err)
-	}
-	return platform.Serve(cfg.Common, Setup(cfg))
-}
+// Service describes this service for its main and for the local stack.
+var Service = platform.Describe(Name, LoadConfig, func(c Config) platform.Common { return c.Common }, Setup)
 
 // Setup wires the service onto its connections.
 func Setup(cfg Config) platform.Setup {
