@@ -11,10 +11,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/logging"
@@ -35,6 +38,38 @@ var services = map[string]platform.Service{
 	"resolver": resolver.Service,
 	"enricher": enricher.Service,
 	"notifier": notifier.Service,
+}
+
+// The local server and the database the stack uses when DATABASE_URL is
+// unset; the database is created on first use.
+const (
+	DefaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	DefaultDatabase = "leadflow"
+)
+
+// ensureDatabase creates name on the server of adminURL when it is missing
+// and returns its URL.
+func ensureDatabase(ctx context.Context, adminURL, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to the local PostgreSQL (set DATABASE_URL to use another): %w", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+			return "", fmt.Errorf("create database %s: %w", name, err)
+		}
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
 }
 
 // Options configure Start.
@@ -84,7 +119,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.log = os.Stderr
 	}
 	if env["DATABASE_URL"] == "" && env["DB_URL"] == "" {
-		env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+		url, err := ensureDatabase(ctx, DefaultAdminURL, DefaultDatabase)
+		if err != nil {
+			return nil, err
+		}
+		env["DATABASE_URL"] = url
 	}
 	if env["NATS_URL"] == "" {
 		dir := o.NATSDir
