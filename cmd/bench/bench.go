@@ -141,6 +141,24 @@ func run(ctx context.Context, o options) error {
 	}
 	defer pool.Close()
 
+	// This machine's Postgres runs with autovacuum off, so nothing would ever
+	// ANALYZE the growing tables and the planner would keep its empty-table
+	// estimates. Production servers autoanalyze; do the same here.
+	analyzeCtx, stopAnalyze := context.WithCancel(ctx)
+	defer stopAnalyze()
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-analyzeCtx.Done():
+				return
+			case <-t.C:
+				_, _ = pool.Exec(analyzeCtx, "ANALYZE")
+			}
+		}
+	}()
+
 	leads := sims.Pop.Leads()
 	var bodies [][]byte
 	for _, l := range leads {
