@@ -6,7 +6,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -39,10 +38,8 @@ var build = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	for _, s := range services {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, s), "./services/"+s)
-		cmd.Dir = testinfra.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build %s: %v\n%s", s, err, out)
+		if _, err := testinfra.BuildService(dir, "services/"+s); err != nil {
+			return "", err
 		}
 	}
 	return dir, nil

@@ -46,10 +46,8 @@ func run(ctx context.Context, o options) error {
 	defer os.RemoveAll(tmp)
 	fmt.Fprintln(os.Stderr, "building binaries...")
 	for _, s := range stack.Services {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(tmp, s), "./services/"+s)
-		cmd.Dir = testinfra.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %v\n%s", s, err, out)
+		if _, err := testinfra.BuildService(tmp, "services/"+s); err != nil {
+			return err
 		}
 	}
 	dbURL, drop, err := testinfra.CreateDatabase(ctx, "bench")

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -195,4 +196,18 @@ func SubjectMessages(t TB, js jetstream.JetStream, stream, subject string) [][]b
 		t.Fatalf("testinfra: read %d of %d messages on %s", len(out), n, subject)
 	}
 	return out
+}
+
+// BuildService compiles ./services/<name> (or any package path relative to
+// the repository root) into dir and returns the binary's path, for tests and
+// benchmarks that run real processes.
+func BuildService(dir, pkg string) (string, error) {
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, "./"+pkg)
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin, nil
 }

@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,12 +139,9 @@ func (h *holdingC2S) Release() { h.once.Do(func() { close(h.release) }) }
 // SIGKILL of a real process.
 func buildNotifier(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "notifier")
-	cmd := exec.Command("go", "build", "-o", bin, "./services/notifier")
-	cmd.Dir = testinfra.RepoRoot()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testinfra.BuildService(t.TempDir(), "services/notifier")
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
