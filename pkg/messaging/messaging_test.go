@@ -248,3 +248,29 @@ func TestBackoffDelay(t *testing.T) {
 		t.Fatal("durable names must contain no dots")
 	}
 }
+
+func TestHandlersGetADeadlineInsideTheAckWait(t *testing.T) {
+	r := newRig(t)
+	spec := fastSpec(events.SubjectReceived)
+	got := make(chan time.Duration, 1)
+	runRouter(t, r, spec, func(ctx context.Context, msg *message.Message) error {
+		d, ok := ctx.Deadline()
+		if !ok {
+			got <- 0
+			return nil
+		}
+		got <- time.Until(d)
+		return nil
+	})
+	if err := r.pub.Publish(context.Background(), received(t, "lead1", "x")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case left := <-got:
+		if left <= 0 || left > spec.AckWait {
+			t.Fatalf("handler deadline in %v, want within the ack wait %v", left, spec.AckWait)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler not called")
+	}
+}

@@ -144,6 +144,7 @@ func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handl
 		return nil, err
 	}
 	fn = poison(fn)
+	fn = deadline(spec.AckWait)(fn)
 	fn = correlation(fn)
 	return func(msg *message.Message) error {
 		_, err := fn(msg)
@@ -220,6 +221,20 @@ func panicsArePermanent(h message.HandlerFunc, log zerolog.Logger) message.Handl
 			return out, failure.Permanent("panic", fmt.Errorf("handler panicked: %v", rp.V))
 		}
 		return out, err
+	}
+}
+
+// deadline bounds a delivery's work to 90 % of the ack wait: a handler
+// stuck behind a slow or paced upstream gives up (transient: nak with delay)
+// before JetStream would redeliver the message to another handler anyway.
+func deadline(ackWait time.Duration) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			ctx, cancel := context.WithTimeout(msg.Context(), ackWait*9/10)
+			defer cancel()
+			msg.SetContext(ctx)
+			return h(msg)
+		}
 	}
 }
 
