@@ -96,7 +96,9 @@ func TestDefaults(t *testing.T) {
 func TestCPFContract(t *testing.T) {
 	f := &fakeWork{}
 	c := newClient(t, f, httpxtest.Policy(), &httpxtest.Sleeper{}, token)
-	for cpf, file := range map[string]string{"318.604.572-07": "workapi/cpf.json", otavio: "workapi/cpf_sparse.json"} {
+	// A slice, not a map: the query checked below is the last call's.
+	for _, tc := range []struct{ cpf, file string }{{"318.604.572-07", "workapi/cpf.json"}, {otavio, "workapi/cpf_sparse.json"}} {
+		cpf, file := tc.cpf, tc.file
 		r, err := c.CPF(context.Background(), cpf)
 		if err != nil {
 			t.Fatalf("%s: %v", cpf, err)
