@@ -132,7 +132,7 @@ func (r *Reader) CPFByPhone(ctx context.Context, normalizedPhone string) (string
 	if phone == "" {
 		return "", false, nil
 	}
-	return r.cpfBy(ctx, sqlCPFByPhone, phone)
+	return r.cpfBy(ctx, SQLCPFByPhone, phone)
 }
 
 // CPFByEmail returns the CPF of the oldest person holding the email.
@@ -141,7 +141,7 @@ func (r *Reader) CPFByEmail(ctx context.Context, normalizedEmail string) (string
 	if email == "" {
 		return "", false, nil
 	}
-	return r.cpfBy(ctx, sqlCPFByEmail, email)
+	return r.cpfBy(ctx, SQLCPFByEmail, email)
 }
 
 func (r *Reader) cpfBy(ctx context.Context, sql, arg string) (string, bool, error) {
@@ -156,14 +156,17 @@ func (r *Reader) cpfBy(ctx context.Context, sql, arg string) (string, bool, erro
 	return cpf, true, nil
 }
 
-// Contacts are stored lower-case / as digits, so plain equality keeps the
-// lookups on the email and phone indexes.
-const sqlCPFByPhone = `SELECT e.national_id FROM core.entity_phones x
+// SQLCPFByPhone and SQLCPFByEmail find the oldest person holding a
+// normalised contact ($1). Exported so a caller can combine the lookup with
+// its own records in one statement. Contacts are stored lower-case / as
+// digits, so plain equality keeps the lookups on the email and phone indexes.
+const SQLCPFByPhone = `SELECT e.national_id FROM core.entity_phones x
 JOIN core.entities e ON e.entity_id = x.entity_id
 WHERE x.phone = $1 AND e.entity_type = 'person' AND coalesce(e.national_id, '') <> ''
 ORDER BY e.created_at, e.entity_id LIMIT 1`
 
-const sqlCPFByEmail = `SELECT e.national_id FROM core.entity_emails x
+// SQLCPFByEmail: see SQLCPFByPhone.
+const SQLCPFByEmail = `SELECT e.national_id FROM core.entity_emails x
 JOIN core.entities e ON e.entity_id = x.entity_id
 WHERE x.email = $1 AND e.entity_type = 'person' AND coalesce(e.national_id, '') <> ''
 ORDER BY e.created_at, e.entity_id LIMIT 1`

@@ -135,7 +135,7 @@ func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich,
 		}
 		e.Resolver = &resolverapp.Resolver{
 			Directory: resolveradapters.Directory{Client: dir},
-			Records:   resolveradapters.Records{Pool: d.Pool, Core: core},
+			Records:   resolveradapters.Records{Pool: d.Pool},
 		}
 	}
 	return e, nil

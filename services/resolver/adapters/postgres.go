@@ -17,28 +17,35 @@ import (
 )
 
 // Records looks identifiers up in core.* first, then in the product's
-// earlier resolutions.
+// earlier resolutions, in one statement (core.* wins when both know it).
 type Records struct {
 	Pool *pgxpool.Pool
-	Core *coredb.Reader
+}
+
+var (
+	knownPhoneSQL = knownSQL(coredb.SQLCPFByPhone, "phone")
+	knownEmailSQL = knownSQL(coredb.SQLCPFByEmail, "email")
+)
+
+func knownSQL(core, kind string) string {
+	return "SELECT cpf FROM (SELECT cpf, 0 AS rank FROM (" + core + ") AS c(cpf)" +
+		" UNION ALL SELECT cpf, 1 FROM pipeline.identity_resolutions WHERE kind = '" + kind + "' AND value = $1) AS known" +
+		" ORDER BY rank LIMIT 1"
 }
 
 // KnownPhone implements app.Records.
 func (r Records) KnownPhone(ctx context.Context, phone string) (string, bool, error) {
-	return r.known(ctx, "phone", phone, r.Core.CPFByPhone)
+	return r.known(ctx, knownPhoneSQL, phone)
 }
 
 // KnownEmail implements app.Records.
 func (r Records) KnownEmail(ctx context.Context, email string) (string, bool, error) {
-	return r.known(ctx, "email", email, r.Core.CPFByEmail)
+	return r.known(ctx, knownEmailSQL, email)
 }
 
-func (r Records) known(ctx context.Context, kind, value string, core func(context.Context, string) (string, bool, error)) (string, bool, error) {
-	cpf, found, err := core(ctx, value)
-	if err != nil || found {
-		return cpf, found, classify(err)
-	}
-	err = r.Pool.QueryRow(ctx, `SELECT cpf FROM pipeline.identity_resolutions WHERE kind = $1 AND value = $2`, kind, value).Scan(&cpf)
+func (r Records) known(ctx context.Context, sql, value string) (string, bool, error) {
+	var cpf string
+	err := r.Pool.QueryRow(ctx, sql, value).Scan(&cpf)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", false, nil
 	}

@@ -101,7 +101,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	}
 	return &rig{sims: sims, pool: pool, js: js, resolver: &app.Resolver{
 		Directory:     adapters.Directory{Client: dir},
-		Records:       adapters.Records{Pool: pool, Core: coredb.NewReader(pool)},
+		Records:       adapters.Records{Pool: pool},
 		Leads:         port,
 		Store:         adapters.Store{Pool: pool},
 		Publisher:     pub,

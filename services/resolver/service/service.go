@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/config"
-	"github.com/leadflow/leadflow/pkg/coredb"
 	"github.com/leadflow/leadflow/pkg/events"
 	"github.com/leadflow/leadflow/pkg/messaging"
 	"github.com/leadflow/leadflow/pkg/platform"
@@ -67,7 +66,7 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Resolver, error) {
 	}
 	return &app.Resolver{
 		Directory:     adapters.Directory{Client: dir},
-		Records:       adapters.Records{Pool: d.Pool, Core: coredb.NewReader(d.Pool)},
+		Records:       adapters.Records{Pool: d.Pool},
 		Leads:         port,
 		Store:         adapters.Store{Pool: d.Pool},
 		Publisher:     d.Pub,
