@@ -28,6 +28,7 @@ import (
 
 type options struct {
 	backlog, live, concurrency, workers int
+	analyzeEvery                        time.Duration
 }
 
 type service struct {
@@ -145,7 +146,10 @@ func run(ctx context.Context, o options) error {
 	analyzeCtx, stopAnalyze := context.WithCancel(ctx)
 	defer stopAnalyze()
 	go func() {
-		t := time.NewTicker(5 * time.Second)
+		if o.analyzeEvery <= 0 {
+			return
+		}
+		t := time.NewTicker(o.analyzeEvery)
 		defer t.Stop()
 		for {
 			select {

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 )
 
 func main() {
@@ -19,6 +20,7 @@ func main() {
 	flag.IntVar(&o.live, "live", 5000, "leads posted while the whole pipeline runs")
 	flag.IntVar(&o.concurrency, "concurrency", 64, "concurrent HTTP clients")
 	flag.IntVar(&o.workers, "workers", 64, "handlers per consumer in each worker service")
+	flag.DurationVar(&o.analyzeEvery, "analyze-every", 30*time.Second, "run ANALYZE this often, as autovacuum would (0 = never)")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
