@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -409,5 +410,21 @@ func TestHealthReadyMetricsOpenAPI(t *testing.T) {
 	})
 	if r := do(t, http.MethodGet, in.URL+"/health", "", nil); r.Status != http.StatusOK {
 		t.Fatalf("/health = %d while NATS is down; liveness must not depend on it", r.Status)
+	}
+
+	// A webhook that cannot be published is refused with a retryable 5xx and
+	// leaves no receipt behind, so the C2S retry is not taken for a duplicate.
+	const unseen = "0123456789abcdef0123456789abcdef"
+	body := bytes.ReplaceAll(contracts.Read("c2s/webhook_on_create_lead.json"), []byte(helenaLead), []byte(unseen))
+	r := do(t, http.MethodPost, in.URL+"/api/v1/webhooks/c2s?token="+secret, "", body)
+	if r.Status != http.StatusServiceUnavailable {
+		t.Fatalf("webhook with NATS down = %d %s, want 503", r.Status, r.Body)
+	}
+	var receipts int
+	if err := in.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pipeline.webhook_receipts WHERE lead_id = $1`, unseen).Scan(&receipts); err != nil {
+		t.Fatal(err)
+	}
+	if receipts != 0 {
+		t.Fatalf("%d receipts stored for a webhook that was never published", receipts)
 	}
 }
