@@ -105,20 +105,23 @@ func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.Raw
 	res := WebhookResult{LeadID: ev.LeadID, Action: ev.Action}
 	key := UpdatedKey(ev)
 	receipt := Receipt{LeadID: ev.LeadID, UpdatedKey: key, Action: ev.Action, Status: StatusRecorded, Payload: storablePayload(raw)}
-	seen, err := in.Receipts.ReceiptExists(ctx, ev.LeadID, key)
-	if err != nil {
-		return res, err
-	}
-	if seen {
-		res.Status = StatusDuplicate
-		in.count(res.Status, events.SourceWebhook)
-		return res, nil
-	}
 	enrich := false
 	switch ev.Action {
 	case c2s.ActionCreate:
+		// No look-up first: a repeat is published again with the same
+		// Nats-Msg-Id (JetStream keeps one) and answered "duplicate" when its
+		// receipt conflicts. That saves a round trip on every new lead.
 		enrich = true
 	case c2s.ActionUpdate:
+		seen, err := in.Receipts.ReceiptExists(ctx, ev.LeadID, key)
+		if err != nil {
+			return res, err
+		}
+		if seen {
+			res.Status = StatusDuplicate
+			in.count(res.Status, events.SourceWebhook)
+			return res, nil
+		}
 		phone, email, found, err := in.Receipts.LastContacts(ctx, ev.LeadID)
 		if err != nil {
 			return res, err
@@ -129,6 +132,7 @@ func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.Raw
 		}
 	}
 	var env events.Envelope
+	var err error
 	if enrich {
 		env, err = events.NewReceived(ev.LeadID, events.SourceWebhook, key, events.LeadReceived{
 			Action:    ev.Action,
