@@ -68,6 +68,3 @@ func (p *Publisher) PublishMessage(subject string, msg *message.Message) error {
 	}
 	return nil
 }
-
-// Close closes the underlying publisher (not the shared connection).
-func (p *Publisher) Close() error { return nil }

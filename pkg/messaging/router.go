@@ -116,8 +116,9 @@ func (r *Router) Handle(ctx context.Context, spec ConsumerSpec, h HandlerFunc, o
 	return nil
 }
 
-// chain composes, outermost first: correlation id -> poison queue ->
-// exhaustion -> retry -> recoverer -> handler. PoisonQueue sits before Retry
+// chain composes, outermost first: correlation id -> deadline -> poison
+// queue -> observe -> exhaustion -> retry -> panics are permanent ->
+// recoverer -> handler. PoisonQueue sits before Retry
 // so only errors that survived retries are judged, and Recoverer sits inside
 // Retry so a panic becomes an error that Retry and PoisonQueue can see.
 func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handleOptions) (message.NoPublishHandlerFunc, error) {

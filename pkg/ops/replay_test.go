@@ -8,36 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/events"
 	"github.com/leadflow/leadflow/pkg/failure"
-	"github.com/leadflow/leadflow/pkg/messaging"
 	"github.com/leadflow/leadflow/pkg/ops"
-	"github.com/leadflow/leadflow/pkg/storage"
-	"github.com/leadflow/leadflow/pkg/testinfra"
+	"github.com/leadflow/leadflow/pkg/testinfra/backbone"
 )
 
 // bare is a stream and a migrated database without any service consuming:
 // what a replay publishes stays where it was put.
 func bare(t *testing.T) *ops.Ops {
 	t.Helper()
-	ctx := context.Background()
-	n := testinfra.StartNATS(t)
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	if _, err := messaging.EnsureStream(ctx, js, messaging.DefaultStreamSettings()); err != nil {
-		t.Fatal(err)
-	}
-	pool := testinfra.NewPool(t, testinfra.NewDatabase(t))
-	if err := storage.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	js, pool := backbone.Start(t)
 	return ops.New(js, pool)
 }
 

@@ -52,9 +52,6 @@ type Store struct {
 // New returns a store on pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// Pool exposes the pool for transactions that span stores.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
 // StartRun records the start of env's run and its first trace step; a
 // repeat is a no-op.
 func StartRun(ctx context.Context, db DB, env events.Envelope) error {

@@ -17,10 +17,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/messaging"
 	"github.com/leadflow/leadflow/pkg/ops"
-	"github.com/leadflow/leadflow/pkg/storage"
-	"github.com/leadflow/leadflow/pkg/testinfra"
+	"github.com/leadflow/leadflow/pkg/testinfra/backbone"
 	"github.com/leadflow/leadflow/services/ingest/ports"
 )
 
@@ -30,21 +28,7 @@ const adminKey = "admin-key"
 // and database.
 func adminServer(t *testing.T) (*httptest.Server, jetstream.JetStream) {
 	t.Helper()
-	ctx := context.Background()
-	n := testinfra.StartNATS(t)
-	nc, err := nats.Connect(n.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	if _, err := messaging.EnsureStream(ctx, js, messaging.DefaultStreamSettings()); err != nil {
-		t.Fatal(err)
-	}
-	pool := testinfra.NewPool(t, testinfra.NewDatabase(t))
-	if err := storage.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	js, pool := backbone.Start(t)
 	srv := &ports.Server{
 		APIKeys: []string{adminKey},
 		Log:     zerolog.Nop(),

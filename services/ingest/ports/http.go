@@ -22,7 +22,6 @@ import (
 	"github.com/leadflow/leadflow/pkg/coredb"
 	"github.com/leadflow/leadflow/pkg/events"
 	"github.com/leadflow/leadflow/pkg/failure"
-	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/runs"
 	"github.com/leadflow/leadflow/services/ingest/app"
 )
@@ -466,6 +465,3 @@ func enrichKind(req app.EnrichRequest) string {
 	}
 	return "name"
 }
-
-// MaskedLog is here so no handler is tempted to log raw contacts.
-var _ = logging.Email

@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/shopspring/decimal"
@@ -105,11 +106,7 @@ func Compose(in events.LeadEnriched, multiplier decimal.Decimal) (string, error)
 	return message.Format(message.Input{Subjects: subjects, LeadPhone: in.Phone, LeadEmail: in.Email, Multiplier: multiplier}), nil
 }
 
-type constError string
-
-func (e constError) Error() string { return string(e) }
-
-const errNoPersons = constError("enriched event without persons")
+var errNoPersons = errors.New("enriched event without persons")
 
 func role(r events.Role) message.Role {
 	switch r {
