@@ -21,8 +21,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/leadflow/leadflow/cmd/stack/stack"
+	"github.com/leadflow/leadflow/pkg/backbone/embedded"
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/pkg/stack"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 
@@ -56,7 +57,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer drop()
-	broker, err := testinfra.StartNATSAt(filepath.Join(tmp, "nats"), -1)
+	broker, err := embedded.Start(filepath.Join(tmp, "nats"), -1)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/leadflow/leadflow/pkg/ops/cli"
+	"github.com/leadflow/leadflow/cmd/leadflowctl/cli"
 )
 
 func main() {

@@ -13,7 +13,7 @@ import (
 	"syscall"
 
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/pkg/stack"
+	"github.com/leadflow/leadflow/cmd/stack/stack"
 )
 
 func main() {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/leadflow/leadflow/pkg/money"
+	"github.com/leadflow/leadflow/pkg/domain/money"
 )
 
 // Loader reads variables through a lookup function (os.LookupEnv by default).

@@ -14,8 +14,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/failure"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
 )
 
 // DeadLetter is one entry of leads.dlq, without personal data.

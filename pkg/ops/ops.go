@@ -20,9 +20,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/failure"
-	"github.com/leadflow/leadflow/pkg/messaging"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 )
 
 // Ops runs operator actions on the LEADS stream and the pipeline schema.

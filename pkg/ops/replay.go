@@ -17,9 +17,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/failure"
-	"github.com/leadflow/leadflow/pkg/runs"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
 // ReplayRequest selects events of one lead subject and says how to replay
@@ -153,7 +154,7 @@ func (o *Ops) compile(req ReplayRequest) (selection, error) {
 	if len(req.Leads) > 0 {
 		sel.leads = map[string]bool{}
 		for _, id := range req.Leads {
-			if !events.ValidLeadID(id) {
+			if !lead.ValidID(id) {
 				problems = append(problems, fmt.Sprintf("lead id %q is malformed", id))
 				continue
 			}
@@ -324,7 +325,7 @@ func (o *Ops) selectEvents(ctx context.Context, st jetstream.Stream, sel selecti
 			LeadID string        `json:"lead_id"`
 			Source events.Source `json:"source"`
 		}
-		if json.Unmarshal(m.Data(), &probe) != nil || !events.ValidLeadID(probe.LeadID) {
+		if json.Unmarshal(m.Data(), &probe) != nil || !lead.ValidID(probe.LeadID) {
 			if !sel.filtered() {
 				sum.Selected++
 				sum.skip(SkipInvalid)

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/ops"
-	"github.com/leadflow/leadflow/pkg/runs"
+	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/pkg/sim"
 )
 

@@ -7,9 +7,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/failure"
-	"github.com/leadflow/leadflow/pkg/runs"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
 // StreamStatus is the stream's size and span.
@@ -121,7 +122,7 @@ func (o *Ops) Trace(ctx context.Context, leadID string) (*runs.Trace, error) {
 	if err := o.needDB("ops.trace"); err != nil {
 		return nil, err
 	}
-	if !events.ValidLeadID(leadID) {
+	if !lead.ValidID(leadID) {
 		return nil, failure.NotFound("ops.trace")
 	}
 	return runs.New(o.Pool).Trace(ctx, leadID)

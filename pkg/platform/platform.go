@@ -26,12 +26,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/config"
-	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/domain/lead"
 	"github.com/leadflow/leadflow/pkg/logging"
-	"github.com/leadflow/leadflow/pkg/messaging"
-	"github.com/leadflow/leadflow/pkg/runs"
-	"github.com/leadflow/leadflow/pkg/storage"
+	"github.com/leadflow/leadflow/pkg/store"
+	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
 // defaultMemoryLimit is the Go runtime's soft memory limit per service.
@@ -104,11 +105,11 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		d.Close()
 		return nil, err
 	}
-	if d.Pool, err = storage.Open(pctx, c.DatabaseURL, int32(c.DBMaxConns), c.AsyncCommit); err != nil {
+	if d.Pool, err = store.Open(pctx, c.DatabaseURL, int32(c.DBMaxConns), c.AsyncCommit); err != nil {
 		d.Close()
 		return nil, err
 	}
-	if err = storage.Migrate(pctx, d.Pool); err != nil {
+	if err = store.Migrate(pctx, d.Pool); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -129,7 +130,7 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 // and the Make wait show it. Best effort: the dead letter itself is durable.
 func (d *Deps) markRunFailed(dl events.DeadLetter) {
 	var env events.Envelope
-	if len(dl.Event) == 0 || json.Unmarshal(dl.Event, &env) != nil || env.RunID == "" || !events.ValidLeadID(env.LeadID) {
+	if len(dl.Event) == 0 || json.Unmarshal(dl.Event, &env) != nil || env.RunID == "" || !lead.ValidID(env.LeadID) {
 		return
 	}
 	failed := env

@@ -4,11 +4,11 @@ import (
 	"context"
 	"testing"
 
-	"github.com/leadflow/leadflow/pkg/c2s"
-	"github.com/leadflow/leadflow/pkg/diretrix"
-	"github.com/leadflow/leadflow/pkg/httpx"
+	"github.com/leadflow/leadflow/pkg/clients/c2s"
+	"github.com/leadflow/leadflow/pkg/clients/diretrix"
+	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/pkg/workapi"
+	"github.com/leadflow/leadflow/pkg/clients/workapi"
 )
 
 // BenchmarkClients measures each production client against its simulator

@@ -11,15 +11,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/leadflow/leadflow/pkg/c2s"
-	"github.com/leadflow/leadflow/pkg/c2sport"
+	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/contracts"
-	"github.com/leadflow/leadflow/pkg/diretrix"
-	"github.com/leadflow/leadflow/pkg/failure"
-	"github.com/leadflow/leadflow/pkg/gateway"
-	"github.com/leadflow/leadflow/pkg/httpx/httpxtest"
+	"github.com/leadflow/leadflow/pkg/clients/diretrix"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/pkg/workapi"
+	"github.com/leadflow/leadflow/pkg/clients/workapi"
 )
 
 const contractLead = "5f2c9a7e41b8d3c6a0e1f4b27d9c8e10"
@@ -42,7 +40,7 @@ func TestC2SAndGatewayClientsAgainstSimulators(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(gateway.Config{BaseURL: s.GatewayURL, Policy: httpxtest.Policy(), Options: opts})
+	gw, err := c2s.NewGateway(c2s.GatewayConfig{BaseURL: s.GatewayURL, Policy: httpxtest.Policy(), Options: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,12 +62,12 @@ func TestC2SAndGatewayClientsAgainstSimulators(t *testing.T) {
 	}
 	// A message posted through the port shows up among the lead's messages:
 	// the notifier's duplicate check relies on it.
-	port, err := c2sport.New(direct, gw, c2sport.Options{})
+	port, err := c2s.NewRoute(direct, gw, c2s.RouteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	route, err := port.PostMessage(ctx, contractLead, "olá\n")
-	if err != nil || route != c2sport.RouteGateway {
+	if err != nil || route != c2s.RouteGateway {
 		t.Fatalf("post = %q, %v", route, err)
 	}
 	lead, err := direct.GetLead(ctx, contractLead)

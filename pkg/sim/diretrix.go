@@ -4,7 +4,7 @@ import (
 	"crypto/subtle"
 	"net/http"
 
-	"github.com/leadflow/leadflow/pkg/brdata"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 // Diretrix simulates the CPF-by-phone/email lookup.

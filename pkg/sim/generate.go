@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/brdata"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 // The generator draws everything from one seeded PCG in a fixed order, so a

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/leadflow/leadflow/pkg/brdata"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 // Candidate is one entry of a Diretrix answer.

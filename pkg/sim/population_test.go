@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/leadflow/leadflow/pkg/brdata"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 func TestPopulationDeterministic(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/leadflow/leadflow/pkg/backbone/embedded"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -89,56 +89,19 @@ func NewPool(t TB, dbURL string) *pgxpool.Pool {
 	return pool
 }
 
-// NATS is an embedded JetStream server on a free port.
-type NATS struct {
-	Server *natsserver.Server
-	URL    string
-	dir    string
-}
-
 // StartNATS starts an embedded JetStream server, shut down at cleanup.
-func StartNATS(t TB) *NATS {
+func StartNATS(t TB) *embedded.NATS {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "lf-nats-")
 	if err != nil {
 		t.Fatalf("testinfra: %v", err)
 	}
-	n, err := StartNATSAt(dir, -1)
+	n, err := embedded.Start(dir, -1)
 	if err != nil {
 		t.Fatalf("testinfra: %v", err)
 	}
 	t.Cleanup(func() { n.Shutdown(); _ = os.RemoveAll(dir) })
 	return n
-}
-
-// StartNATSAt starts a JetStream server storing into dir on port (-1 = any).
-// Restarting on the same dir and port keeps the streams, which lets tests
-// kill and revive the broker.
-func StartNATSAt(dir string, port int) (*NATS, error) {
-	opts := &natsserver.Options{
-		Host:      "127.0.0.1",
-		Port:      port,
-		JetStream: true,
-		StoreDir:  filepath.Join(dir, "js"),
-		NoLog:     true,
-		NoSigs:    true,
-	}
-	s, err := natsserver.NewServer(opts)
-	if err != nil {
-		return nil, err
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return nil, fmt.Errorf("embedded nats-server not ready")
-	}
-	return &NATS{Server: s, URL: s.ClientURL(), dir: dir}, nil
-}
-
-// Shutdown stops the server and waits for it.
-func (n *NATS) Shutdown() {
-	n.Server.Shutdown()
-	n.Server.WaitForShutdown()
 }
 
 // RepoRoot returns the repository root (the directory holding go.mod).

@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/leadflow/leadflow/pkg/messaging"
-	"github.com/leadflow/leadflow/pkg/storage"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 
@@ -37,7 +37,7 @@ func Start(t *testing.T) (jetstream.JetStream, *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	pool := testinfra.NewPool(t, testinfra.NewDatabase(t))
-	if err := storage.Migrate(ctx, pool); err != nil {
+	if err := store.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	return js, pool

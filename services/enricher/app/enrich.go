@@ -12,10 +12,10 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/failure"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/logging"
-	"github.com/leadflow/leadflow/pkg/person"
+	"github.com/leadflow/leadflow/pkg/domain/person"
 )
 
 // PaidAPI is the Work API: every answered call costs credits.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/services/enricher/app"
 )
 

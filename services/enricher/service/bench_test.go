@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/sim"
 )
 

@@ -15,16 +15,16 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/shopspring/decimal"
 
-	"github.com/leadflow/leadflow/pkg/brdata"
-	"github.com/leadflow/leadflow/pkg/coredb"
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/httpx"
-	"github.com/leadflow/leadflow/pkg/httpx/httpxtest"
-	"github.com/leadflow/leadflow/pkg/messaging"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
+	"github.com/leadflow/leadflow/pkg/store/coredb"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/clients/httpx"
+	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/pkg/storage"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/testinfra"
-	"github.com/leadflow/leadflow/pkg/workapi"
+	"github.com/leadflow/leadflow/pkg/clients/workapi"
 	"github.com/leadflow/leadflow/services/enricher/adapters"
 	"github.com/leadflow/leadflow/services/enricher/app"
 )
@@ -54,7 +54,7 @@ func newRig(t testing.TB, cfg sim.Config) *rig {
 	t.Cleanup(func() { _ = sims.Close() })
 	r := &rig{sims: sims, dbURL: testinfra.NewDatabase(t)}
 	r.pool = r.newPool(t)
-	if err := storage.Migrate(ctx, r.pool); err != nil {
+	if err := store.Migrate(ctx, r.pool); err != nil {
 		t.Fatal(err)
 	}
 	srv := testinfra.StartNATS(t)
@@ -80,7 +80,7 @@ func newRig(t testing.TB, cfg sim.Config) *rig {
 // instance, as separate processes would have.
 func (r *rig) newPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := storage.Open(context.Background(), r.dbURL, 16, false)
+	pool, err := store.Open(context.Background(), r.dbURL, 16, false)
 	if err != nil {
 		t.Fatal(err)
 	}

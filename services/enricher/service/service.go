@@ -8,11 +8,11 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/leadflow/leadflow/pkg/config"
-	"github.com/leadflow/leadflow/pkg/coredb"
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/messaging"
+	"github.com/leadflow/leadflow/pkg/store/coredb"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/platform"
-	"github.com/leadflow/leadflow/pkg/upstreams"
+	"github.com/leadflow/leadflow/pkg/clients"
 	"github.com/leadflow/leadflow/services/enricher/adapters"
 	"github.com/leadflow/leadflow/services/enricher/app"
 	"github.com/leadflow/leadflow/services/enricher/ports"
@@ -24,7 +24,7 @@ const Name = "enricher"
 // Config is the enricher's environment.
 type Config struct {
 	Common           platform.Common
-	WorkAPI          upstreams.WorkAPIConfig
+	WorkAPI          clients.WorkAPIConfig
 	IncomeMultiplier decimal.Decimal
 	ReuseTTL         time.Duration
 	CreditsPause     time.Duration
@@ -35,7 +35,7 @@ type Config struct {
 func LoadConfig(l *config.Loader) (Config, error) {
 	c := Config{
 		Common:           platform.LoadCommon(l, Name),
-		WorkAPI:          upstreams.LoadWorkAPI(l),
+		WorkAPI:          clients.LoadWorkAPI(l),
 		IncomeMultiplier: l.Decimal("INCOME_MULTIPLIER", "1.9"),
 		ReuseTTL:         l.Duration("ENRICH_REUSE_TTL", 24*time.Hour),
 		CreditsPause:     l.Duration("ENRICH_CREDITS_PAUSE", 15*time.Minute),

@@ -13,11 +13,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/leadflow/leadflow/pkg/brdata"
-	"github.com/leadflow/leadflow/pkg/c2s"
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/failure"
-	"github.com/leadflow/leadflow/pkg/runs"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/clients/c2s"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
+	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
 // Statuses answered to callers.
@@ -249,7 +250,7 @@ type TriggerResult struct {
 // produce a second message.
 func (in *Intake) Trigger(ctx context.Context, leadID string, source events.Source) (TriggerResult, error) {
 	res := TriggerResult{LeadID: leadID}
-	if !events.ValidLeadID(leadID) {
+	if !lead.ValidID(leadID) {
 		return res, failure.Permanent("ingest.trigger", errBadLeadID)
 	}
 	err := in.UoW.Do(ctx, func(tx Tx) error {

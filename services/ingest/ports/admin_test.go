@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/ops"
 	"github.com/leadflow/leadflow/pkg/testinfra/backbone"
 	"github.com/leadflow/leadflow/services/ingest/ports"

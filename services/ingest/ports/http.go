@@ -18,11 +18,12 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
 
-	"github.com/leadflow/leadflow/pkg/c2s"
-	"github.com/leadflow/leadflow/pkg/coredb"
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/failure"
-	"github.com/leadflow/leadflow/pkg/runs"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/clients/c2s"
+	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/store/coredb"
+	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/ingest/app"
 )
 
@@ -312,7 +313,7 @@ func waitAnswer(leadID, status string, run *runs.Run) map[string]any {
 
 func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "lead_id")
-	if !events.ValidLeadID(id) {
+	if !lead.ValidID(id) {
 		writeError(w, http.StatusBadRequest, "invalid lead id")
 		return
 	}

@@ -15,8 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/leadflow/leadflow/pkg/backbone/embedded"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/config"
-	"github.com/leadflow/leadflow/pkg/events"
 	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/pkg/testinfra"
@@ -35,7 +36,7 @@ type ingest struct {
 	URL  string
 	JS   jetstream.JetStream
 	Pool *pgxpool.Pool
-	NATS *testinfra.NATS
+	NATS *embedded.NATS
 	Sims *sim.Sims
 	Deps *platform.Deps
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/brdata"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/sim"
 )

@@ -10,12 +10,12 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/leadflow/leadflow/pkg/config"
-	"github.com/leadflow/leadflow/pkg/coredb"
+	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/ops"
 	"github.com/leadflow/leadflow/pkg/platform"
-	"github.com/leadflow/leadflow/pkg/runs"
-	"github.com/leadflow/leadflow/pkg/upstreams"
-	"github.com/leadflow/leadflow/pkg/workapi"
+	"github.com/leadflow/leadflow/pkg/store/runs"
+	"github.com/leadflow/leadflow/pkg/clients"
+	"github.com/leadflow/leadflow/pkg/clients/workapi"
 	enricheradapters "github.com/leadflow/leadflow/services/enricher/adapters"
 	"github.com/leadflow/leadflow/services/ingest/adapters"
 	"github.com/leadflow/leadflow/services/ingest/app"
@@ -34,11 +34,11 @@ type Config struct {
 	WebhookSecret string
 	APIKeys       []string
 	MakeWindow    time.Duration
-	C2S           upstreams.C2SConfig
-	WorkAPI       upstreams.WorkAPIConfig
+	C2S           clients.C2SConfig
+	WorkAPI       clients.WorkAPIConfig
 	// Diretrix is optional here (RUN.md requires DIRETRIX_* of the resolver
 	// only): without it POST /api/v1/enrich answers 503 for phone and email.
-	Diretrix         *upstreams.DiretrixConfig
+	Diretrix         *clients.DiretrixConfig
 	ReuseTTL         time.Duration
 	IncomeMultiplier decimal.Decimal
 }
@@ -51,15 +51,15 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		WebhookSecret: l.Required("WEBHOOK_SECRET"),
 		APIKeys:       l.List("API_KEYS", true),
 		MakeWindow:    l.Duration("MAKE_DEDUPE_WINDOW", 5*time.Minute),
-		C2S:           upstreams.LoadC2S(l),
-		WorkAPI:       upstreams.LoadWorkAPI(l),
+		C2S:           clients.LoadC2S(l),
+		WorkAPI:       clients.LoadWorkAPI(l),
 		// The same variables and defaults as the enricher: POST /api/v1/enrich
 		// follows the pipeline's paid-call and writing rules.
 		ReuseTTL:         l.Duration("ENRICH_REUSE_TTL", 24*time.Hour),
 		IncomeMultiplier: l.Decimal("INCOME_MULTIPLIER", "1.9"),
 	}
 	if l.String("DIRETRIX_BASE_URL", "") != "" {
-		d := upstreams.LoadDiretrix(l)
+		d := clients.LoadDiretrix(l)
 		c.Diretrix = &d
 	}
 	return c, l.Err()
@@ -87,7 +87,7 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 		return nil, err
 	}
 	metrics := ports.NewMetrics(d.Registry)
-	store := runs.New(d.Pool)
+	runStore := runs.New(d.Pool)
 	enrich, err := newEnrich(cfg, d, work)
 	if err != nil {
 		return nil, err
@@ -96,7 +96,7 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 		Receipts:    adapters.Receipts{Pool: d.Pool},
 		UoW:         adapters.UnitOfWork{Pool: d.Pool},
 		Publisher:   d.Pub,
-		Runs:        store,
+		Runs:        runStore,
 		MakeWindow:  cfg.MakeWindow,
 		OnPublished: metrics.Published,
 		OnDuplicate: metrics.Duplicate,
@@ -104,7 +104,7 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 	return &ports.Server{
 		Intake:        intake,
 		Enrich:        enrich,
-		Traces:        store,
+		Traces:        runStore,
 		Customers:     coredb.NewReader(d.Pool),
 		Work:          work,
 		WebhookSecret: cfg.WebhookSecret,

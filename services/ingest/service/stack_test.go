@@ -14,7 +14,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/pkg/stack"
+	"github.com/leadflow/leadflow/cmd/stack/stack"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 

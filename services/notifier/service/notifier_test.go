@@ -21,9 +21,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/contracts"
-	"github.com/leadflow/leadflow/pkg/events"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/pkg/stack"
+	"github.com/leadflow/leadflow/cmd/stack/stack"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 

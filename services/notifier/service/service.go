@@ -7,10 +7,10 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/leadflow/leadflow/pkg/config"
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/messaging"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/platform"
-	"github.com/leadflow/leadflow/pkg/upstreams"
+	"github.com/leadflow/leadflow/pkg/clients"
 	"github.com/leadflow/leadflow/services/notifier/adapters"
 	"github.com/leadflow/leadflow/services/notifier/app"
 	"github.com/leadflow/leadflow/services/notifier/ports"
@@ -22,7 +22,7 @@ const Name = "notifier"
 // Config is the notifier's environment.
 type Config struct {
 	Common           platform.Common
-	C2S              upstreams.C2SConfig
+	C2S              clients.C2SConfig
 	IncomeMultiplier decimal.Decimal
 	NotifyUnresolved bool
 	Workers          int
@@ -32,7 +32,7 @@ type Config struct {
 func LoadConfig(l *config.Loader) (Config, error) {
 	c := Config{
 		Common:           platform.LoadCommon(l, Name),
-		C2S:              upstreams.LoadC2S(l),
+		C2S:              clients.LoadC2S(l),
 		IncomeMultiplier: l.Decimal("INCOME_MULTIPLIER", "1.9"),
 		NotifyUnresolved: l.Bool("NOTIFY_UNRESOLVED", false),
 		Workers:          l.Int("NOTIFIER_WORKERS", 32, 1, 1024),

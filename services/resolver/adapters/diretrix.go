@@ -3,7 +3,7 @@ package adapters
 import (
 	"context"
 
-	"github.com/leadflow/leadflow/pkg/diretrix"
+	"github.com/leadflow/leadflow/pkg/clients/diretrix"
 )
 
 // Directory adapts the Diretrix client to app.Directory.

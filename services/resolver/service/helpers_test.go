@@ -12,18 +12,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 
-	"github.com/leadflow/leadflow/pkg/c2s"
-	"github.com/leadflow/leadflow/pkg/c2sport"
+	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/contracts"
-	"github.com/leadflow/leadflow/pkg/coredb"
-	"github.com/leadflow/leadflow/pkg/diretrix"
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/httpx"
-	"github.com/leadflow/leadflow/pkg/httpx/httpxtest"
-	"github.com/leadflow/leadflow/pkg/messaging"
-	"github.com/leadflow/leadflow/pkg/person"
+	"github.com/leadflow/leadflow/pkg/store/coredb"
+	"github.com/leadflow/leadflow/pkg/clients/diretrix"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/clients/httpx"
+	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
+	"github.com/leadflow/leadflow/pkg/domain/person"
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/pkg/storage"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 	"github.com/leadflow/leadflow/services/resolver/adapters"
 	"github.com/leadflow/leadflow/services/resolver/app"
@@ -53,12 +52,12 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	}
 	t.Cleanup(func() { _ = sims.Close() })
 
-	pool, err := storage.Open(ctx, testinfra.NewDatabase(t), 8, false)
+	pool, err := store.Open(ctx, testinfra.NewDatabase(t), 8, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := storage.Migrate(ctx, pool); err != nil {
+	if err := store.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 
@@ -95,7 +94,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, err := c2sport.New(direct, nil, c2sport.Options{})
+	port, err := c2s.NewRoute(direct, nil, c2s.RouteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

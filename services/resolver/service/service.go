@@ -6,10 +6,10 @@ import (
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/config"
-	"github.com/leadflow/leadflow/pkg/events"
-	"github.com/leadflow/leadflow/pkg/messaging"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/platform"
-	"github.com/leadflow/leadflow/pkg/upstreams"
+	"github.com/leadflow/leadflow/pkg/clients"
 	"github.com/leadflow/leadflow/services/resolver/adapters"
 	"github.com/leadflow/leadflow/services/resolver/app"
 	"github.com/leadflow/leadflow/services/resolver/ports"
@@ -21,8 +21,8 @@ const Name = "resolver"
 // Config is the resolver's environment.
 type Config struct {
 	Common        platform.Common
-	C2S           upstreams.C2SConfig
-	Diretrix      upstreams.DiretrixConfig
+	C2S           clients.C2SConfig
+	Diretrix      clients.DiretrixConfig
 	LookupTimeout time.Duration
 	Workers       int
 }
@@ -31,8 +31,8 @@ type Config struct {
 func LoadConfig(l *config.Loader) (Config, error) {
 	c := Config{
 		Common:        platform.LoadCommon(l, Name),
-		C2S:           upstreams.LoadC2S(l),
-		Diretrix:      upstreams.LoadDiretrix(l),
+		C2S:           clients.LoadC2S(l),
+		Diretrix:      clients.LoadDiretrix(l),
 		LookupTimeout: l.Duration("RESOLVER_LOOKUP_TIMEOUT", 20*time.Second),
 		Workers:       l.Int("RESOLVER_WORKERS", 32, 1, 1024),
 	}

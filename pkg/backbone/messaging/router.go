@@ -1,0 +1,294 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/logging"
+)
+
+// HandlerFunc processes one delivered event. Its error decides the message's
+// fate through failure.ShouldNack: nil acks, transient naks with backoff,
+// permanent acks and dead-letters.
+type HandlerFunc func(ctx context.Context, msg *message.Message) error
+
+// Router runs a service's consumers.
+type Router struct {
+	conn    *nats.Conn
+	js      jetstream.JetStream
+	pub     *Publisher
+	router  *message.Router
+	service string
+	log     zerolog.Logger
+	wlog    watermill.LoggerAdapter
+	metrics *routerMetrics
+	// OnDeadLetter is told about every dead letter once it is published
+	// (the platform marks the run failed in the trace).
+	OnDeadLetter func(events.DeadLetter)
+	// InProcessRetries is how often a transient failure is retried before
+	// the message is nak'ed back to JetStream.
+	InProcessRetries int
+}
+
+// NewRouter builds a router for service on conn.
+func NewRouter(conn *nats.Conn, js jetstream.JetStream, pub *Publisher, service string, log zerolog.Logger) (*Router, error) {
+	wlog := logging.NewWatermill(log.Level(maxLevel(log.GetLevel(), zerolog.InfoLevel)))
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, wlog)
+	if err != nil {
+		return nil, err
+	}
+	return &Router{conn: conn, js: js, pub: pub, router: r, service: service, log: log, wlog: wlog,
+		metrics: newRouterMetrics(), InProcessRetries: 2}, nil
+}
+
+func maxLevel(a, b zerolog.Level) zerolog.Level {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// HandleOption tunes one consumer.
+type HandleOption func(*handleOptions)
+
+type handleOptions struct {
+	pauseFor func(error) time.Duration
+}
+
+// PauseConsumerOn pauses the consumer server-side for the returned duration
+// when a handler error calls for it (e.g. the paid API is out of credits):
+// no process keeps paying or hammering while the cause lasts.
+func PauseConsumerOn(f func(error) time.Duration) HandleOption {
+	return func(o *handleOptions) { o.pauseFor = f }
+}
+
+// Handle provisions spec's durable consumer and registers h on it behind the
+// one middleware chain every service shares.
+func (r *Router) Handle(ctx context.Context, spec ConsumerSpec, h HandlerFunc, opts ...HandleOption) error {
+	if err := EnsureConsumer(ctx, r.js, spec); err != nil {
+		return err
+	}
+	var o handleOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	durable := DurableName(spec.Service, spec.Subject)
+	sub, err := wmnats.NewSubscriberWithNatsConn(r.conn, wmnats.SubscriberSubscriptionConfig{
+		Unmarshaler:      deliveryUnmarshaler{},
+		SubscribersCount: spec.Workers,
+		AckWaitTimeout:   spec.AckWait,
+		CloseTimeout:     5 * time.Second,
+		SubjectCalculator: func(_, topic string) *wmnats.SubjectDetail {
+			return &wmnats.SubjectDetail{Primary: topic, QueueGroup: durable}
+		},
+		NakDelay: backoffDelay(spec.NakDelays),
+		JetStream: wmnats.JetStreamConfig{
+			AutoProvision:     false,
+			DurablePrefix:     spec.Service,
+			DurableCalculator: func(_, _ string) string { return durable },
+			SubscribeOptions:  []nats.SubOpt{nats.ManualAck(), nats.BindStream(events.StreamName)},
+			// The effect is durable before the ack is sent; a lost ack only
+			// means a redelivery, which every handler tolerates.
+			AckAsync: true,
+		},
+	}, r.wlog)
+	if err != nil {
+		return err
+	}
+	chain, err := r.chain(spec, durable, h, o)
+	if err != nil {
+		return err
+	}
+	r.router.AddNoPublisherHandler(durable, spec.Subject, sub, chain)
+	return nil
+}
+
+// chain composes, outermost first: correlation id -> deadline -> poison
+// queue -> observe -> exhaustion -> retry -> panics are permanent ->
+// recoverer -> handler. PoisonQueue sits before Retry
+// so only errors that survived retries are judged, and Recoverer sits inside
+// Retry so a panic becomes an error that Retry and PoisonQueue can see.
+func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handleOptions) (message.NoPublishHandlerFunc, error) {
+	inner := func(msg *message.Message) ([]*message.Message, error) {
+		return nil, h(msg.Context(), msg)
+	}
+	var fn message.HandlerFunc = panicsArePermanent(middleware.Recoverer(inner), r.log)
+	fn = middleware.Retry{
+		MaxRetries:      r.InProcessRetries,
+		InitialInterval: 100 * time.Millisecond,
+		MaxInterval:     2 * time.Second,
+		Multiplier:      2,
+		ShouldRetry: func(p middleware.RetryParams) bool {
+			// Waits longer than a blip are JetStream's job (nak + backoff).
+			return failure.ShouldNack(p.Err) && failure.RetryAfterOf(p.Err) <= 2*time.Second &&
+				!failure.Is(p.Err, failure.KindCreditsExhausted)
+		},
+	}.Middleware(fn)
+	fn = exhaustion(spec.MaxDeliver)(fn)
+	fn = r.observe(spec, durable, o)(fn)
+	poison, err := middleware.PoisonQueueWithFilter(deadLetterPublisher{pub: r.pub, stage: durable, onDead: r.OnDeadLetter}, events.SubjectDeadLetter,
+		func(err error) bool { return !failure.ShouldNack(err) })
+	if err != nil {
+		return nil, err
+	}
+	fn = poison(fn)
+	fn = deadline(spec.AckWait)(fn)
+	fn = correlation(fn)
+	return func(msg *message.Message) error {
+		_, err := fn(msg)
+		return err
+	}, nil
+}
+
+// observe logs the outcome of each delivery and pauses the consumer when
+// asked to.
+func (r *Router) observe(spec ConsumerSpec, durable string, o handleOptions) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			start := time.Now()
+			out, err := h(msg)
+			r.metrics.duration.WithLabelValues(durable).Observe(time.Since(start).Seconds())
+			switch {
+			case err == nil:
+				r.metrics.handled.WithLabelValues(durable, "ack").Inc()
+			case failure.ShouldNack(err):
+				r.metrics.handled.WithLabelValues(durable, "nak").Inc()
+			default:
+				r.metrics.handled.WithLabelValues(durable, "dead_letter").Inc()
+			}
+			if err == nil {
+				return out, nil
+			}
+			log := logging.Ctx(msg.Context(), r.log).With().Str("consumer", durable).Str("msg_id", msg.UUID).
+				Str("delivered", msg.Metadata.Get(MetaDelivered)).Str("error_kind", failure.KindOf(err).String()).Logger()
+			if failure.ShouldNack(err) {
+				log.Warn().Err(err).Msg("handler failed; will be redelivered")
+			} else {
+				log.Error().Err(err).Msg("handler failed permanently; dead-lettering")
+			}
+			if o.pauseFor != nil {
+				if d := o.pauseFor(err); d > 0 {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					if _, perr := r.js.PauseConsumer(ctx, events.StreamName, durable, time.Now().Add(d)); perr != nil {
+						log.Error().Err(perr).Msg("could not pause consumer")
+					} else {
+						log.Error().Dur("paused_for", d).Msg("consumer paused")
+					}
+				}
+			}
+			return out, err
+		}
+	}
+}
+
+// exhaustion turns a transient failure on the last allowed delivery into a
+// permanent one: JetStream would otherwise stop delivering the message and
+// leave it nowhere. This is how MaxDeliver-exhausted messages reach the
+// dead-letter subject.
+func exhaustion(maxDeliver int) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			out, err := h(msg)
+			if err != nil && failure.ShouldNack(err) {
+				if n, _ := strconv.Atoi(msg.Metadata.Get(MetaDelivered)); n >= maxDeliver {
+					return out, failure.Permanent("exhausted", fmt.Errorf("gave up after %d deliveries: %w", n, err))
+				}
+			}
+			return out, err
+		}
+	}
+}
+
+func panicsArePermanent(h message.HandlerFunc, log zerolog.Logger) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		out, err := h(msg)
+		var rp middleware.RecoveredPanicError
+		if errors.As(err, &rp) {
+			log.Error().Str("msg_id", msg.UUID).Str("stack", rp.Stacktrace).Msg("handler panicked")
+			return out, failure.Permanent("panic", fmt.Errorf("handler panicked: %v", rp.V))
+		}
+		return out, err
+	}
+}
+
+// deadline bounds a delivery's work to 90 % of the ack wait: a handler
+// stuck behind a slow or paced upstream gives up (transient: nak with delay)
+// before JetStream would redeliver the message to another handler anyway.
+func deadline(ackWait time.Duration) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			ctx, cancel := context.WithTimeout(msg.Context(), ackWait*9/10)
+			defer cancel()
+			msg.SetContext(ctx)
+			return h(msg)
+		}
+	}
+}
+
+// correlation puts the message's correlation id into its context for logs.
+func correlation(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		id := middleware.MessageCorrelationID(msg)
+		if id == "" {
+			id = msg.UUID
+		}
+		msg.SetContext(logging.WithCorrelationID(msg.Context(), id))
+		return h(msg)
+	}
+}
+
+// Run runs the consumers until ctx ends or Close is called.
+func (r *Router) Run(ctx context.Context) error { return r.router.Run(ctx) }
+
+// Running is closed once every consumer is subscribed.
+func (r *Router) Running() chan struct{} { return r.router.Running() }
+
+// Close stops taking messages and waits for handlers in flight.
+func (r *Router) Close() error { return r.router.Close() }
+
+// deliveryUnmarshaler adds JetStream's delivery count to the metadata so the
+// exhaustion middleware knows a message's last chance.
+type deliveryUnmarshaler struct{}
+
+func (deliveryUnmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
+	msg, err := (&wmnats.NATSMarshaler{}).Unmarshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if md, err := m.Metadata(); err == nil {
+		msg.Metadata.Set(MetaDelivered, strconv.FormatUint(md.NumDelivered, 10))
+	}
+	return msg, nil
+}
+
+// backoffDelay is the nak schedule: the n-th delivery's nak waits the n-th
+// step (the last step repeats).
+type backoffDelay []time.Duration
+
+func (b backoffDelay) WaitTime(delivered uint64) time.Duration {
+	if len(b) == 0 {
+		return time.Second
+	}
+	i := int(delivered) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(b) {
+		i = len(b) - 1
+	}
+	return b[i]
+}

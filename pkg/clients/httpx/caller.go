@@ -1,0 +1,493 @@
+package httpx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
+)
+
+// MaxBody bounds how much of a response is read; the largest real payload
+// (a full Work API person) is a few tens of KiB.
+const MaxBody = 16 << 20
+
+var (
+	// ErrBreakerOpen is wrapped (as Transient) when the circuit breaker
+	// rejects a call without sending it.
+	ErrBreakerOpen = errors.New("circuit breaker open")
+	// ErrLocalRate is wrapped (as RateLimited) when our own limiter cannot
+	// grant a slot before the caller's deadline.
+	ErrLocalRate = errors.New("local rate limit")
+)
+
+// Response is a fully read upstream answer.
+type Response struct {
+	Status   int
+	Header   http.Header
+	Body     []byte
+	Received time.Time // from the Caller's clock; dates an HTTP-date Retry-After
+}
+
+// Classifier turns an answer into nil (success) or a failure error. op is the
+// operation name to put in the error.
+type Classifier func(op string, r *Response) error
+
+// Options are the injectable parts of a Caller; all are optional.
+type Options struct {
+	// Registerer receives the counters; nil = not registered. Registering the
+	// same upstream twice reuses the existing collectors instead of panicking.
+	Registerer prometheus.Registerer
+	Logger     *zerolog.Logger
+	// Sleep waits d or until ctx is done. Tests inject a recorder.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock for the rate limiter and HTTP-date Retry-After.
+	Now func() time.Time
+	// Jitter picks the backoff in [0, max]; default is uniform (full jitter).
+	Jitter   func(max time.Duration) time.Duration
+	Classify Classifier // default DefaultClassify
+	// Secrets are literal values (tokens, passwords) scrubbed from every error.
+	Secrets []string
+}
+
+// Caller executes requests against one upstream under a Policy.
+type Caller struct {
+	name     string
+	client   *http.Client
+	policy   Policy
+	sleep    func(context.Context, time.Duration) error
+	now      func() time.Time
+	jitter   func(time.Duration) time.Duration
+	classify Classifier
+	secrets  []string
+	log      zerolog.Logger
+	limiter  *rate.Limiter
+	sem      *semaphore.Weighted
+	breaker  *gobreaker.CircuitBreaker[*Response]
+	m        *metrics
+}
+
+// New builds a Caller. client nil = a client with sane transport defaults.
+func New(name string, client *http.Client, p Policy, o Options) *Caller {
+	if client == nil {
+		client = DefaultClient()
+	}
+	c := &Caller{
+		name:     name,
+		client:   client,
+		policy:   p,
+		sleep:    o.Sleep,
+		now:      o.Now,
+		jitter:   o.Jitter,
+		classify: o.Classify,
+		m:        newMetrics(o.Registerer),
+	}
+	for _, s := range o.Secrets {
+		if s != "" {
+			c.secrets = append(c.secrets, s)
+		}
+	}
+	if c.sleep == nil {
+		c.sleep = Sleep
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.jitter == nil {
+		c.jitter = fullJitter
+	}
+	if c.classify == nil {
+		c.classify = DefaultClassify
+	}
+	if o.Logger != nil {
+		c.log = o.Logger.With().Str("upstream", name).Logger()
+	} else {
+		c.log = zerolog.Nop()
+	}
+	if p.Rate > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(p.Rate), max(p.Burst, 1))
+	}
+	if p.MaxConcurrent > 0 {
+		c.sem = semaphore.NewWeighted(int64(p.MaxConcurrent))
+	}
+	if p.BreakerFailures > 0 {
+		c.breaker = gobreaker.NewCircuitBreaker[*Response](gobreaker.Settings{
+			Name:    name,
+			Timeout: p.BreakerOpenFor,
+			ReadyToTrip: func(cn gobreaker.Counts) bool {
+				return cn.ConsecutiveFailures >= p.BreakerFailures
+			},
+			// Only an unhealthy upstream trips the breaker: 404s, 4xx and
+			// rate limits are normal answers from a healthy one.
+			IsSuccessful: func(err error) bool {
+				return err == nil || failure.KindOf(err) != failure.KindTransient
+			},
+			// The caller giving up says nothing about the upstream.
+			IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
+			OnStateChange: func(_ string, from, to gobreaker.State) {
+				c.m.breaker.WithLabelValues(name, to.String()).Inc()
+				c.log.Warn().Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker state change")
+			},
+		})
+	}
+	return c
+}
+
+// DefaultClient has bounded dial/TLS/header timeouts; the whole attempt is
+// bounded by Policy.Timeout through the request context.
+func DefaultClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 32
+	return &http.Client{Transport: t}
+}
+
+// Name is the upstream name used in metrics and logs.
+func (c *Caller) Name() string { return c.name }
+
+// Policy returns the policy in force.
+func (c *Caller) Policy() Policy { return c.policy }
+
+// BreakerState is "closed", "half-open", "open", or "disabled".
+func (c *Caller) BreakerState() string {
+	if c.breaker == nil {
+		return "disabled"
+	}
+	return c.breaker.State().String()
+}
+
+// Sleep waits d or until ctx is done.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func fullJitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}
+
+// errCallerGone marks attempts aborted because the caller's context ended.
+var errCallerGone = errors.New("caller context done")
+
+// Do runs build (called once per attempt, with the attempt's context) and
+// returns the classified answer. On error the Response is returned too when
+// the upstream answered. Non-idempotent methods (POST, PATCH) are retried only
+// when the upstream surely did not act: connection refused, 429, 503.
+func (c *Caller) Do(ctx context.Context, op string, build func(ctx context.Context) (*http.Request, error)) (*Response, error) {
+	resp, err := c.do(ctx, op, build)
+	c.m.calls.WithLabelValues(c.name, outcome(err)).Inc()
+	return resp, err
+}
+
+func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Context) (*http.Request, error)) (*Response, error) {
+	for attempt := 0; ; attempt++ {
+		resp, idempotent, err := c.attempt(ctx, op, build)
+		if err == nil {
+			return resp, nil
+		}
+		kind := failure.KindOf(err)
+		if errors.Is(err, ErrBreakerOpen) || errors.Is(err, ErrLocalRate) ||
+			(kind != failure.KindTransient && kind != failure.KindRateLimited) {
+			return resp, err
+		}
+		if ctx.Err() != nil {
+			return resp, err // the caller gave up: no retry
+		}
+		if !idempotent && !safeToResend(resp, err) {
+			return resp, err
+		}
+		if attempt >= c.policy.MaxRetries {
+			return resp, err
+		}
+		wait := c.backoff(attempt)
+		if ra := failure.RetryAfterOf(err); ra > 0 {
+			if c.policy.MaxRetryAfter > 0 && ra > c.policy.MaxRetryAfter {
+				return resp, err // too long to hold the caller: hand it back
+			}
+			wait = ra
+		}
+		if dl, ok := ctx.Deadline(); ok && c.now().Add(wait).After(dl) {
+			return resp, err // we would wake up after the caller gave up
+		}
+		c.m.retries.WithLabelValues(c.name).Inc()
+		c.log.Debug().Str("op", op).Int("attempt", attempt+1).Dur("wait", wait).
+			Str("kind", kind.String()).Msg("retrying upstream call")
+		if serr := c.sleep(ctx, wait); serr != nil {
+			return resp, failure.Transient(op, serr)
+		}
+	}
+}
+
+func (c *Caller) backoff(retry int) time.Duration {
+	d := c.policy.BackoffBase
+	for i := 0; i < retry && d < c.policy.BackoffMax; i++ {
+		d *= 2
+	}
+	if c.policy.BackoffMax > 0 && d > c.policy.BackoffMax {
+		d = c.policy.BackoffMax
+	}
+	return c.jitter(d)
+}
+
+// attempt is one paced, capped, breaker-guarded request.
+func (c *Caller) attempt(ctx context.Context, op string, build func(ctx context.Context) (*http.Request, error)) (*Response, bool, error) {
+	if err := c.pace(ctx, op); err != nil {
+		return nil, true, err
+	}
+	if c.sem != nil {
+		if err := c.sem.Acquire(ctx, 1); err != nil {
+			return nil, true, failure.Transient(op, err)
+		}
+		defer c.sem.Release(1)
+	}
+	idempotent := true
+	send := func() (*Response, error) {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if c.policy.Timeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, c.policy.Timeout)
+		}
+		defer cancel()
+		req, err := build(actx)
+		if err != nil {
+			return nil, failure.Permanent(op, c.scrub(err))
+		}
+		idempotent = isIdempotent(req.Method)
+		hr, err := c.client.Do(req)
+		if err != nil {
+			return nil, c.transportError(ctx, op, err)
+		}
+		defer hr.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(hr.Body, MaxBody+1))
+		if err != nil {
+			return nil, c.transportError(ctx, op, err)
+		}
+		if len(body) > MaxBody {
+			return nil, failure.Permanent(op, fmt.Errorf("response body over %d bytes", MaxBody))
+		}
+		r := &Response{Status: hr.StatusCode, Header: hr.Header, Body: body, Received: c.now()}
+		return r, c.classify(op, r)
+	}
+	if c.breaker == nil {
+		r, err := send()
+		return r, idempotent, err
+	}
+	r, err := c.breaker.Execute(send)
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return nil, idempotent, failure.Transient(op, ErrBreakerOpen)
+	}
+	return r, idempotent, err
+}
+
+// pace takes a limiter slot, sleeping through the injected sleeper. A wait
+// that would outlast the caller's deadline is refused up front.
+func (c *Caller) pace(ctx context.Context, op string) error {
+	if c.limiter == nil {
+		return nil
+	}
+	now := c.now()
+	r := c.limiter.ReserveN(now, 1)
+	if !r.OK() {
+		return failure.RateLimited(op, 0, ErrLocalRate)
+	}
+	d := r.DelayFrom(now)
+	if d <= 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok && now.Add(d).After(dl) {
+		r.CancelAt(now)
+		return failure.RateLimited(op, d, ErrLocalRate)
+	}
+	if err := c.sleep(ctx, d); err != nil {
+		r.CancelAt(c.now())
+		return failure.Transient(op, err)
+	}
+	return nil
+}
+
+// transportError classifies a failed send. The caller's own cancellation is
+// marked so that the breaker ignores it.
+func (c *Caller) transportError(ctx context.Context, op string, err error) error {
+	err = c.scrub(redactURLError(err))
+	if ctx.Err() != nil {
+		return failure.Transient(op, fmt.Errorf("%w: %w", errCallerGone, err))
+	}
+	return failure.Transient(op, err)
+}
+
+// scrub removes literal secrets from an error's text, keeping the chain for
+// errors.Is/As.
+func (c *Caller) scrub(err error) error {
+	if err == nil || len(c.secrets) == 0 {
+		return err
+	}
+	msg := err.Error()
+	clean := msg
+	for _, s := range c.secrets {
+		clean = strings.ReplaceAll(clean, s, "REDACTED")
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbed{msg: clean, err: err}
+}
+
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (s *scrubbed) Error() string { return s.msg }
+func (s *scrubbed) Unwrap() error { return s.err }
+
+// redactURLError replaces the URL inside a *url.Error (which net/http fills
+// with the full request URL, query tokens and path-embedded phones or emails
+// included) by scheme://host.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	cp := *ue
+	cp.URL = hostOnly(ue.URL)
+	return &cp
+}
+
+func hostOnly(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "upstream"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// RedactURL renders u for logs with the values of the named query
+// parameters replaced (token, key, ...) and any userinfo removed.
+func RedactURL(u *url.URL, secretParams ...string) string {
+	if u == nil {
+		return ""
+	}
+	cp := *u
+	cp.User = nil
+	if cp.RawQuery != "" {
+		q := cp.Query()
+		for k := range q {
+			for _, s := range secretParams {
+				if strings.EqualFold(k, s) {
+					q[k] = []string{"REDACTED"}
+				}
+			}
+		}
+		cp.RawQuery = q.Encode()
+	}
+	return cp.String()
+}
+
+func isIdempotent(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPatch:
+		return false
+	}
+	return true
+}
+
+// safeToResend: the upstream did not act on the request.
+func safeToResend(r *Response, err error) bool {
+	if r != nil {
+		return r.Status == http.StatusTooManyRequests || r.Status == http.StatusServiceUnavailable
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+func outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrBreakerOpen):
+		return "breaker_open"
+	}
+	return failure.KindOf(err).String()
+}
+
+// DefaultClassify is the common HTTP mapping: 2xx ok, 404 NotFound, 401/403
+// Unauthorized, 429 RateLimited (with Retry-After), other 4xx Permanent, and
+// everything else (5xx, unexpected 1xx/3xx) Transient.
+func DefaultClassify(op string, r *Response) error {
+	s := r.Status
+	switch {
+	case s >= 200 && s < 300:
+		return nil
+	case s == http.StatusNotFound:
+		return failure.NotFound(op)
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		return failure.New(failure.KindUnauthorized, op, statusErr(s))
+	case s == http.StatusTooManyRequests:
+		return failure.RateLimited(op, r.RetryAfter(), statusErr(s))
+	case s >= 400 && s < 500:
+		return failure.Permanent(op, statusErr(s))
+	}
+	return failure.Transient(op, statusErr(s))
+}
+
+// RetryAfter is the parsed Retry-After header, or 0.
+func (r *Response) RetryAfter() time.Duration {
+	now := r.Received
+	if now.IsZero() {
+		now = time.Now()
+	}
+	d, _ := ParseRetryAfter(r.Header.Get("Retry-After"), now)
+	return d
+}
+
+// HTTPStatusError carries the upstream status code (never the body, which may
+// hold personal data).
+type HTTPStatusError struct{ Status int }
+
+func (e *HTTPStatusError) Error() string { return fmt.Sprintf("HTTP %d", e.Status) }
+
+func statusErr(s int) error { return &HTTPStatusError{Status: s} }
+
+// StatusOf returns the HTTP status carried by err, or 0.
+func StatusOf(err error) int {
+	var he *HTTPStatusError
+	if errors.As(err, &he) {
+		return he.Status
+	}
+	return 0
+}
+
+// BaseURL validates an API root (def when raw is empty) and strips trailing
+// slashes. The error never echoes the URL, which may carry credentials.
+func BaseURL(raw, def string) (string, error) {
+	if raw == "" {
+		raw = def
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", errors.New("base URL must be an absolute http(s) URL")
+	}
+	return strings.TrimRight(raw, "/"), nil
+}

@@ -1,0 +1,210 @@
+// Package coredb writes enriched persons to the core.* tables exactly as
+// shared/contracts/db/DB.md describes, and reads them back for the resolver
+// and the query API. It never logs: everything it touches is personal data.
+package coredb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
+
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/domain/person"
+)
+
+const opWrite = "coredb.write"
+
+// ErrInvalidCPF is wrapped (as a permanent failure) when a person has no
+// valid CPF: no retry can make it writable.
+var ErrInvalidCPF = errors.New("coredb: person has no valid CPF")
+
+// Result says what WritePerson did.
+type Result struct {
+	EntityID       string
+	Created        bool
+	EmailsAdded    int
+	PhonesAdded    int
+	AddressesAdded int
+}
+
+// Writer writes persons to core.*. It is safe for concurrent use.
+type Writer struct {
+	pool       *pgxpool.Pool
+	multiplier decimal.Decimal
+	now        func() time.Time
+}
+
+// NewWriter returns a Writer; incomeMultiplier is INCOME_MULTIPLIER.
+func NewWriter(pool *pgxpool.Pool, incomeMultiplier decimal.Decimal) *Writer {
+	return &Writer{pool: pool, multiplier: incomeMultiplier, now: time.Now}
+}
+
+// brt is Brazil's civil time (no DST since 2019). The financial year follows
+// it, not the server's zone, so New Year's Eve evenings land in the right year.
+var brt = time.FixedZone("BRT", -3*60*60)
+
+// WritePerson writes one person in one transaction. The whole transaction is
+// a single pipelined batch (BEGIN … COMMIT, one network round trip): every
+// statement after the advisory lock finds the entity again by CPF, which is
+// stable because the lock serialises writers of that CPF.
+func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID string) (Result, error) {
+	if p == nil {
+		return Result{}, failure.Permanent(opWrite, ErrInvalidCPF)
+	}
+	cpf := brdata.Digits(p.CPF())
+	if !brdata.ValidCPF(cpf) {
+		return Result{}, failure.Permanent(opWrite, ErrInvalidCPF)
+	}
+	r := deriveRows(p, cpf, leadID, w.multiplier)
+
+	b := &pgx.Batch{}
+	// READ COMMITTED explicitly: each statement must see what the previous
+	// lock holder committed, whatever the server's default isolation is.
+	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	b.Queue(sqlLock, cpf)
+	b.Queue(sqlEntity, cpf, null(r.entity.name), null(r.entity.canonicalName), null(r.entity.leadID))
+	pr := r.profile
+	b.Queue(sqlProfile, cpf, null(pr.sex), null(pr.birthDate), null(pr.nationality),
+		null(pr.maritalStatus), null(pr.educationLevel), string(pr.metadata))
+	if f := r.financial; f != nil {
+		b.Queue(sqlFinancial, cpf, int32(w.now().In(brt).Year()), null(f.income), f.creditScore,
+			null(f.riskScore), string(f.metadata))
+	}
+	if len(r.emails) > 0 {
+		emails, verified, meta := make([]string, len(r.emails)), make([]bool, len(r.emails)), make([]string, len(r.emails))
+		for i, e := range r.emails {
+			emails[i], verified[i], meta[i] = e.email, e.verified, e.metadata
+		}
+		b.Queue(sqlEmails, cpf, emails, verified, meta)
+	}
+	if len(r.phones) > 0 {
+		n := len(r.phones)
+		phones, types, whatsapp, carriers, meta := make([]string, n), make([]string, n), make([]bool, n), make([]*string, n), make([]string, n)
+		for i, ph := range r.phones {
+			phones[i], types[i], whatsapp[i], carriers[i], meta[i] = ph.phone, ph.phoneType, ph.whatsapp, nullable(ph.carrier), ph.metadata
+		}
+		b.Queue(sqlPhones, cpf, phones, types, whatsapp, carriers, meta)
+	}
+	if len(r.addresses) > 0 {
+		var cols [8][]*string
+		for _, a := range r.addresses {
+			for i, v := range []string{a.streetType, a.street, a.number, a.complement, a.neighborhood, a.city, a.state, a.zipCode} {
+				cols[i] = append(cols[i], nullable(v))
+			}
+		}
+		b.Queue(sqlAddresses, cpf, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7])
+	}
+	b.Queue("COMMIT")
+
+	res, err := w.run(ctx, b, r)
+	if err != nil {
+		return Result{}, classify(err)
+	}
+	return res, nil
+}
+
+func (w *Writer) run(ctx context.Context, b *pgx.Batch, r personRows) (res Result, err error) {
+	br := w.pool.SendBatch(ctx, b)
+	tx := br.Tx()
+	defer func() {
+		// After a successful in-batch COMMIT this only returns the
+		// connection; after a failure it rolls back the aborted transaction.
+		if rbErr := tx.Rollback(context.WithoutCancel(ctx)); rbErr != nil && !errors.Is(rbErr, pgx.ErrTxClosed) && err == nil {
+			err = rbErr
+		}
+	}()
+	defer func() {
+		if cerr := br.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	if _, err = br.Exec(); err != nil { // BEGIN
+		return res, err
+	}
+	if _, err = br.Exec(); err != nil { // advisory lock
+		return res, err
+	}
+	if err = br.QueryRow().Scan(&res.EntityID, &res.Created); err != nil {
+		return res, err
+	}
+	if _, err = br.Exec(); err != nil { // profile
+		return res, err
+	}
+	if r.financial != nil {
+		if _, err = br.Exec(); err != nil {
+			return res, err
+		}
+	}
+	added := func(n *int) error {
+		tag, err := br.Exec()
+		*n = int(tag.RowsAffected())
+		return err
+	}
+	if len(r.emails) > 0 {
+		if err = added(&res.EmailsAdded); err != nil {
+			return res, err
+		}
+	}
+	if len(r.phones) > 0 {
+		if err = added(&res.PhonesAdded); err != nil {
+			return res, err
+		}
+	}
+	if len(r.addresses) > 0 {
+		if err = added(&res.AddressesAdded); err != nil {
+			return res, err
+		}
+	}
+	if _, err = br.Exec(); err != nil { // COMMIT
+		return res, err
+	}
+	return res, nil
+}
+
+// classify marks data exceptions (SQLSTATE class 22) as permanent: the same
+// payload would fail again. Everything else (connections, deadlocks,
+// cancellations) stays transient so the message is redelivered. Server
+// messages can quote the offending value, so their text is redacted.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return fmt.Errorf("%s: %w", opWrite, err)
+	}
+	err = &redactedPgError{err: pgErr}
+	if len(pgErr.Code) == 5 && pgErr.Code[:2] == "22" {
+		return failure.Permanent(opWrite, err)
+	}
+	return failure.Transient(opWrite, err)
+}
+
+// redactedPgError prints only the SQLSTATE and schema object names; the
+// original stays reachable with errors.As.
+type redactedPgError struct{ err *pgconn.PgError }
+
+func (e *redactedPgError) Error() string {
+	msg := "postgres SQLSTATE " + e.err.Code
+	for _, s := range []string{e.err.TableName, e.err.ConstraintName, e.err.ColumnName} {
+		if s != "" {
+			msg += " " + s
+		}
+	}
+	return msg
+}
+
+func (e *redactedPgError) Unwrap() error { return e.err }
+
+// null sends "" as SQL NULL.
+func null(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

@@ -1,0 +1,295 @@
+// Package runs keeps the pipeline's own record of each lead: runs (one pass
+// through the stages), stage outcomes (the trace) and replays. Every write is
+// keyed by an event id, so redeliveries and replays never add rows twice.
+// Nothing personal is stored here: CPFs in details are masked.
+package runs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+)
+
+// Stages and run statuses.
+const (
+	StageReceived   = "received"
+	StageResolved   = "resolved"
+	StageUnresolved = "unresolved"
+	StageEnriched   = "enriched"
+	StageNotified   = "notified"
+	StageFailed     = "failed"
+)
+
+// Final reports whether a run status ends the run.
+func Final(status string) bool {
+	switch status {
+	case StageNotified, StageUnresolved, StageFailed:
+		return true
+	}
+	return false
+}
+
+// DB is what the store needs: a pool or a transaction.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Store reads and writes pipeline.lead_runs and pipeline.lead_stages.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a store on pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// StartRun records the start of env's run and its first trace step; a
+// repeat is a no-op.
+func StartRun(ctx context.Context, db DB, env events.Envelope) error {
+	_, err := db.Exec(ctx, startRunSQL, startRunArgs(env)...)
+	return dbErr("runs.start", err)
+}
+
+// QueueStartRun adds StartRun to a batch, for callers that save a round trip
+// by sending it with their own statements.
+func QueueStartRun(b *pgx.Batch, env events.Envelope) {
+	b.Queue(startRunSQL, startRunArgs(env)...)
+}
+
+const startRunSQL = `WITH run AS (
+		INSERT INTO pipeline.lead_runs (run_id, lead_id, source, replay_id, started_at)
+		VALUES ($1, $2, $3, NULLIF($4, ''), $5) ON CONFLICT (run_id) DO NOTHING
+	)
+	INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, at)
+	VALUES ($6, $1, $2, 'received', $3, jsonb_build_object('replay_id', NULLIF($4, '')), $5)
+	ON CONFLICT (event_id) DO NOTHING`
+
+func startRunArgs(env events.Envelope) []any {
+	return []any{env.RunID, env.LeadID, string(env.Source), env.ReplayID, env.OccurredAt, env.EventID}
+}
+
+// Outcome is one stage's result for the trace.
+type Outcome struct {
+	Stage   string
+	Outcome string
+	Detail  map[string]any // no personal data: mask before putting it here
+	Error   string
+	// Counts, when set, update the run's totals (enricher).
+	CPFs, Entities *int
+}
+
+// Record writes the stage outcome of env and moves the run's status. The
+// event id keys the row, so recording twice changes nothing.
+func Record(ctx context.Context, db DB, env events.Envelope, o Outcome) error {
+	_, err := db.Exec(ctx, recordSQL, recordArgs(env, o)...)
+	return dbErr("runs.record", err)
+}
+
+// QueueRecord adds Record to a batch, so a stage can write its own rows and
+// its trace step in one round trip (and one transaction).
+func QueueRecord(b *pgx.Batch, env events.Envelope, o Outcome) {
+	b.Queue(recordSQL, recordArgs(env, o)...)
+}
+
+// The run moves only when the stage row is new: a redelivered earlier stage
+// must not move a finished run back.
+const recordSQL = `WITH stage AS (
+		INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, error)
+		VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''))
+		ON CONFLICT (event_id) DO NOTHING
+		RETURNING 1
+	)
+	INSERT INTO pipeline.lead_runs AS r (run_id, lead_id, source, replay_id, status, error, cpfs_processed, entities_stored, finished_at)
+	SELECT $2, $3, $8, NULLIF($9, ''), $4, NULLIF($7, ''), COALESCE($10, 0), COALESCE($11, 0), CASE WHEN $12 THEN now() END
+	WHERE EXISTS (SELECT 1 FROM stage)
+	ON CONFLICT (run_id) DO UPDATE SET
+		status = EXCLUDED.status,
+		error = COALESCE(EXCLUDED.error, r.error),
+		cpfs_processed = COALESCE($10, r.cpfs_processed),
+		entities_stored = COALESCE($11, r.entities_stored),
+		updated_at = now(),
+		finished_at = EXCLUDED.finished_at`
+
+func recordArgs(env events.Envelope, o Outcome) []any {
+	detail, err := json.Marshal(o.Detail)
+	if err != nil || o.Detail == nil {
+		detail = []byte("{}")
+	}
+	return []any{env.EventID, env.RunID, env.LeadID, o.Stage, o.Outcome, detail, o.Error,
+		string(env.Source), env.ReplayID, o.CPFs, o.Entities, Final(o.Stage)}
+}
+
+// Run is one pass of a lead.
+type Run struct {
+	RunID          string     `json:"run_id"`
+	Source         string     `json:"source"`
+	ReplayID       string     `json:"replay_id,omitempty"`
+	Status         string     `json:"status"`
+	CPFsProcessed  int        `json:"cpfs_processed"`
+	EntitiesStored int        `json:"entities_stored"`
+	Error          string     `json:"error,omitempty"`
+	StartedAt      time.Time  `json:"started_at"`
+	FinishedAt     *time.Time `json:"finished_at,omitempty"`
+}
+
+// GetRun returns one run, or failure.NotFound.
+func (s *Store) GetRun(ctx context.Context, runID string) (*Run, error) {
+	var r Run
+	var replay, errText *string
+	err := s.pool.QueryRow(ctx, `SELECT run_id, source, replay_id, status, cpfs_processed, entities_stored, error, started_at, finished_at
+		FROM pipeline.lead_runs WHERE run_id = $1`, runID).
+		Scan(&r.RunID, &r.Source, &replay, &r.Status, &r.CPFsProcessed, &r.EntitiesStored, &errText, &r.StartedAt, &r.FinishedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, failure.NotFound("runs.get")
+	}
+	if err != nil {
+		return nil, dbErr("runs.get", err)
+	}
+	r.ReplayID, r.Error = deref(replay), deref(errText)
+	return &r, nil
+}
+
+// LatestLiveRun returns the newest non-replay run of a lead that is in flight
+// (unfinished and started within the last hour, so a run lost to the
+// dead-letter subject does not block the lead forever) or that started or
+// finished after since; nil when there is none.
+func LatestLiveRun(ctx context.Context, db DB, leadID string, since time.Time) (*Run, error) {
+	var r Run
+	err := db.QueryRow(ctx, `SELECT run_id, source, status, started_at, finished_at FROM pipeline.lead_runs
+		WHERE lead_id = $1 AND replay_id IS NULL
+		  AND (started_at >= $2 OR finished_at >= $2 OR (finished_at IS NULL AND started_at >= now() - interval '1 hour'))
+		ORDER BY started_at DESC LIMIT 1`, leadID, since).Scan(&r.RunID, &r.Source, &r.Status, &r.StartedAt, &r.FinishedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, dbErr("runs.latest", err)
+	}
+	return &r, nil
+}
+
+// Step is one row of the trace.
+type Step struct {
+	RunID   string          `json:"run_id"`
+	Stage   string          `json:"stage"`
+	Outcome string          `json:"outcome"`
+	Detail  json.RawMessage `json:"detail,omitempty"`
+	Error   string          `json:"error,omitempty"`
+	At      time.Time       `json:"at"`
+}
+
+// Trace is what the product knows of a lead: a summary of the latest run,
+// every run (replays carry their replay id) and every stage step.
+type Trace struct {
+	LeadID  string          `json:"lead_id"`
+	Status  string          `json:"status"`            // the latest run's status
+	Persons json.RawMessage `json:"persons,omitempty"` // the latest resolution's persons, CPFs masked
+	Message *MessageStatus  `json:"message,omitempty"` // the latest notification
+	Runs    []Run           `json:"runs"`
+	Steps   []Step          `json:"steps"`
+}
+
+// MessageStatus is the latest notification outcome of a lead.
+type MessageStatus struct {
+	Status string    `json:"status"` // sent | already_sent | skipped
+	Route  string    `json:"route,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Trace returns the lead's runs (newest first) and stage steps (in order),
+// or failure.NotFound when the product never saw the lead.
+func (s *Store) Trace(ctx context.Context, leadID string) (*Trace, error) {
+	t := &Trace{LeadID: leadID}
+	rows, err := s.pool.Query(ctx, `SELECT run_id, source, COALESCE(replay_id, ''), status, cpfs_processed, entities_stored,
+		COALESCE(error, ''), started_at, finished_at FROM pipeline.lead_runs WHERE lead_id = $1 ORDER BY started_at DESC`, leadID)
+	if err != nil {
+		return nil, dbErr("runs.trace", err)
+	}
+	for rows.Next() {
+		var r Run
+		if err := rows.Scan(&r.RunID, &r.Source, &r.ReplayID, &r.Status, &r.CPFsProcessed, &r.EntitiesStored, &r.Error, &r.StartedAt, &r.FinishedAt); err != nil {
+			rows.Close()
+			return nil, dbErr("runs.trace", err)
+		}
+		t.Runs = append(t.Runs, r)
+	}
+	rows.Close()
+	rows, err = s.pool.Query(ctx, `SELECT run_id, stage, outcome, detail, COALESCE(error, ''), at
+		FROM pipeline.lead_stages WHERE lead_id = $1 ORDER BY at, stage`, leadID)
+	if err != nil {
+		return nil, dbErr("runs.trace", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st Step
+		if err := rows.Scan(&st.RunID, &st.Stage, &st.Outcome, &st.Detail, &st.Error, &st.At); err != nil {
+			return nil, dbErr("runs.trace", err)
+		}
+		t.Steps = append(t.Steps, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr("runs.trace", err)
+	}
+	if len(t.Runs) == 0 && len(t.Steps) == 0 {
+		return nil, failure.NotFound("runs.trace")
+	}
+	t.summarize()
+	return t, nil
+}
+
+// summarize fills the summary from the latest run and steps.
+func (t *Trace) summarize() {
+	if len(t.Runs) > 0 {
+		t.Status = t.Runs[0].Status
+	}
+	for _, st := range t.Steps { // oldest first: the last match wins
+		var d struct {
+			Persons json.RawMessage `json:"persons"`
+			Route   string          `json:"route"`
+		}
+		_ = json.Unmarshal(st.Detail, &d)
+		switch st.Stage {
+		case StageResolved:
+			t.Persons = d.Persons
+		case StageNotified:
+			t.Message = &MessageStatus{Status: st.Outcome, Route: d.Route, At: st.At}
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// dbErr classifies database errors once: data errors (class 22, 23) are
+// permanent, everything else (connection loss, deadlocks) transient.
+func dbErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return Classify(op, err)
+}
+
+// Classify is the shared Postgres error classification.
+func Classify(op string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
+		switch pgErr.Code[:2] {
+		case "22", "23", "42":
+			return failure.Permanent(op, err)
+		}
+	}
+	return failure.Transient(op, err)
+}

@@ -1,0 +1,88 @@
+// Package storage opens the Postgres pool and applies the product's
+// migrations (pressly/goose, embedded in every binary) under an advisory
+// lock, so services starting together migrate once.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/leadflow/leadflow/pkg/contracts"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrationLockID is the advisory lock key held while migrating
+// (hashtext('leadflow.migrations')).
+const migrationLockID int64 = 0x1eadf10e
+
+// Open connects a pool and checks the server answers.
+// asyncCommit sets synchronous_commit=off on every session.
+func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	cfg.MaxConnIdleTime = 5 * time.Minute
+	if asyncCommit {
+		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres unreachable: %w", err)
+	}
+	return pool, nil
+}
+
+// coreSchema applies ../shared/contracts/db/schema.sql verbatim: every
+// statement in it is IF NOT EXISTS, so production tables are left as they are.
+func coreSchema(ctx context.Context, tx *sql.Tx) error {
+	_, err := tx.ExecContext(ctx, string(contracts.Read("db/schema.sql")))
+	return err
+}
+
+// Migrate applies every pending migration. It is idempotent and safe when
+// several processes start at once (a Postgres session advisory lock).
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID))
+	if err != nil {
+		return err
+	}
+	sqlFS, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return err
+	}
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, sqlFS,
+		goose.WithSessionLocker(locker),
+		goose.WithGoMigrations(goose.NewGoMigration(1, &goose.GoFunc{RunTx: coreSchema}, nil)),
+		goose.WithTableName("pipeline_goose_version"),
+	)
+	if err != nil {
+		return err
+	}
+	if _, err := provider.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
