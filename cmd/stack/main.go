@@ -12,8 +12,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/cmd/stack/stack"
+	"github.com/leadflow/leadflow/pkg/sim"
 )
 
 func main() {

@@ -9,10 +9,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/leadflow/leadflow/pkg/clients/c2s"
-	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/clients/diretrix"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/clients/workapi"
+	"github.com/leadflow/leadflow/pkg/config"
 )
 
 // Policy reads prefix's overrides on top of def.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/leadflow/leadflow/cmd/leadflowctl/cli"
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/ops"
-	"github.com/leadflow/leadflow/cmd/leadflowctl/cli"
 	"github.com/leadflow/leadflow/pkg/sim"
 )
 

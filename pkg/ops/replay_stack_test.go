@@ -7,8 +7,8 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/ops"
-	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/pkg/sim"
+	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
 // TestReplayCostsNothingByDefault: 200 leads go through the whole product;

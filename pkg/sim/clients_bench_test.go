@@ -7,8 +7,8 @@ import (
 	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/clients/diretrix"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
-	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/pkg/clients/workapi"
+	"github.com/leadflow/leadflow/pkg/sim"
 )
 
 // BenchmarkClients measures each production client against its simulator

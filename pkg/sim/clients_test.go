@@ -11,13 +11,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/leadflow/leadflow/pkg/clients/c2s"
-	"github.com/leadflow/leadflow/pkg/contracts"
-	"github.com/leadflow/leadflow/pkg/clients/diretrix"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/clients/c2s"
+	"github.com/leadflow/leadflow/pkg/clients/diretrix"
 	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
-	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/pkg/clients/workapi"
+	"github.com/leadflow/leadflow/pkg/contracts"
+	"github.com/leadflow/leadflow/pkg/sim"
 )
 
 const contractLead = "5f2c9a7e41b8d3c6a0e1f4b27d9c8e10"

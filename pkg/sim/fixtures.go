@@ -6,8 +6,8 @@ import (
 	"hash/fnv"
 	"strings"
 
-	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/contracts"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 // Contract fixture identifiers, from ../shared/contracts.

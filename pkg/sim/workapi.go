@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/contracts"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 // WorkModules are the modules the Work API knows.

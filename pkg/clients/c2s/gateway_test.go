@@ -12,12 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
+	"github.com/leadflow/leadflow/pkg/contracts"
 )
-
 
 // fakeGateway speaks gateway/API.md: FastAPI-style {"detail": ...} errors.
 type fakeGateway struct {

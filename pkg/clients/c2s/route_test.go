@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
+	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/domain/brdata"
-	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
+	"github.com/leadflow/leadflow/pkg/contracts"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 const (

@@ -12,9 +12,9 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 // DefaultURL is the production endpoint.

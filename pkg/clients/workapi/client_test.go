@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
+	"github.com/leadflow/leadflow/pkg/contracts"
 )
 
 const (

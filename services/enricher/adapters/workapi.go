@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/leadflow/leadflow/pkg/store/coredb"
-	"github.com/leadflow/leadflow/pkg/domain/person"
 	"github.com/leadflow/leadflow/pkg/clients/workapi"
+	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/store/coredb"
 )
 
 // WorkAPI adapts the Work API client to app.PaidAPI.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
-	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/logging"
 )
 
 // PaidAPI is the Work API: every answered call costs credits.

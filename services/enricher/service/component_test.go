@@ -9,11 +9,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/backbone/events"
-	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
-	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
+	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/services/enricher/service"

@@ -7,12 +7,12 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/leadflow/leadflow/pkg/config"
-	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
-	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/clients"
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/platform"
+	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/services/enricher/adapters"
 	"github.com/leadflow/leadflow/services/enricher/app"
 	"github.com/leadflow/leadflow/services/enricher/ports"

@@ -7,11 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/domain/brdata"
-	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/store/coredb"
 	enricher "github.com/leadflow/leadflow/services/enricher/app"
 	resolver "github.com/leadflow/leadflow/services/resolver/app"
 )

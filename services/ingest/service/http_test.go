@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/contracts"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/sim"
 )
 

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leadflow/leadflow/cmd/stack/stack"
 	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/cmd/stack/stack"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 

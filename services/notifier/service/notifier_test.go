@@ -20,10 +20,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/leadflow/leadflow/pkg/contracts"
-	"github.com/leadflow/leadflow/pkg/backbone/events"
-	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/cmd/stack/stack"
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/contracts"
+	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 

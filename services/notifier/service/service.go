@@ -6,11 +6,11 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
-	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/clients"
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/services/notifier/adapters"
 	"github.com/leadflow/leadflow/services/notifier/app"
 	"github.com/leadflow/leadflow/services/notifier/ports"

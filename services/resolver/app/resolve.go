@@ -9,10 +9,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/leadflow/leadflow/pkg/domain/brdata"
-	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/clients/c2s"
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 // Directory finds a CPF for an identifier (Diretrix). "Nobody" is an error

@@ -5,11 +5,11 @@ import (
 	"context"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
-	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/clients"
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/services/resolver/adapters"
 	"github.com/leadflow/leadflow/services/resolver/app"
 	"github.com/leadflow/leadflow/services/resolver/ports"
