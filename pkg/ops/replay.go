@@ -20,6 +20,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
@@ -373,7 +374,7 @@ func (o *Ops) replayOne(ctx context.Context, st jetstream.Stream, sel selection,
 	case err == nil && status != runs.StageReceived:
 		return SkipReplayed, nil
 	case err != nil && !errors.Is(err, pgx.ErrNoRows):
-		return "", runs.Classify("ops.replay", err)
+		return "", store.Classify("ops.replay", err)
 	}
 	if err := runs.StartRun(ctx, o.Pool, env); err != nil {
 		return "", err
@@ -426,7 +427,7 @@ func (o *Ops) recordReplay(ctx context.Context, req ReplayRequest, sum *ReplaySu
 			selected = EXCLUDED.selected, published = EXCLUDED.published, skipped = EXCLUDED.skipped, finished_at = EXCLUDED.finished_at`,
 		sum.ReplayID, sum.Subject, selector, req.Refresh, req.Notify, sum.Selected, sum.Published, sum.Skipped+sum.Failed, finished)
 	if err != nil {
-		return runs.Classify("ops.replay.record", err)
+		return store.Classify("ops.replay.record", err)
 	}
 	return nil
 }

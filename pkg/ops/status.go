@@ -10,6 +10,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
@@ -107,7 +108,7 @@ func (o *Ops) Status(ctx context.Context) (*Status, error) {
 		var oldest *time.Time
 		err := o.Pool.QueryRow(ctx, `SELECT count(*), min(started_at) FROM pipeline.lead_runs WHERE finished_at IS NULL`).Scan(&n, &oldest)
 		if err != nil {
-			return nil, runs.Classify("ops.status", err)
+			return nil, store.Classify("ops.status", err)
 		}
 		s.UnfinishedRuns = &n
 		if oldest != nil {

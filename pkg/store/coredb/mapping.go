@@ -13,6 +13,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/domain/money"
 	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/store"
 )
 
 // This file turns a person.Person into the values DB.md asks for. It is pure
@@ -277,12 +278,7 @@ func fold(s string) string {
 // text and jsonb, and one odd field must not fail the whole person.
 func text(t person.Text) string { return clean(t.String()) }
 
-func clean(s string) string {
-	if strings.IndexByte(s, 0) < 0 {
-		return s
-	}
-	return strings.TrimSpace(strings.ReplaceAll(s, "\x00", ""))
-}
+func clean(s string) string { return strings.TrimSpace(store.Text(s)) }
 
 func nullable(s string) *string {
 	if s == "" {
@@ -291,39 +287,13 @@ func nullable(s string) *string {
 	return &s
 }
 
-// rawObject returns a kept upstream object ready for jsonb, or null. Objects
-// holding \u0000 are decoded and re-encoded without it (jsonb rejects it).
+// rawObject returns a kept upstream object ready for jsonb, or null.
 func rawObject(raw json.RawMessage) json.RawMessage {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return json.RawMessage("null")
 	}
-	if !bytes.Contains(raw, []byte(`\u0000`)) {
-		return raw
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return json.RawMessage("null")
-	}
-	return mustJSON(stripNUL(v))
-}
-
-func stripNUL(v any) any {
-	switch x := v.(type) {
-	case string:
-		return strings.ReplaceAll(x, "\x00", "")
-	case []any:
-		for i := range x {
-			x[i] = stripNUL(x[i])
-		}
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[strings.ReplaceAll(k, "\x00", "")] = stripNUL(e)
-		}
-		return out
-	}
-	return v
+	return store.JSONB(raw)
 }
 
 // mustJSON marshals values built here (maps of strings and raw JSON), which

@@ -6,17 +6,16 @@ package coredb
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/store"
 )
 
 const opWrite = "coredb.write"
@@ -169,37 +168,7 @@ func (w *Writer) run(ctx context.Context, b *pgx.Batch, r personRows) (res Resul
 	return res, nil
 }
 
-// classify marks data exceptions (SQLSTATE class 22) as permanent: the same
-// payload would fail again. Everything else (connections, deadlocks,
-// cancellations) stays transient so the message is redelivered. Server
-// messages can quote the offending value, so their text is redacted.
-func classify(err error) error {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return fmt.Errorf("%s: %w", opWrite, err)
-	}
-	err = &redactedPgError{err: pgErr}
-	if len(pgErr.Code) == 5 && pgErr.Code[:2] == "22" {
-		return failure.Permanent(opWrite, err)
-	}
-	return failure.Transient(opWrite, err)
-}
-
-// redactedPgError prints only the SQLSTATE and schema object names; the
-// original stays reachable with errors.As.
-type redactedPgError struct{ err *pgconn.PgError }
-
-func (e *redactedPgError) Error() string {
-	msg := "postgres SQLSTATE " + e.err.Code
-	for _, s := range []string{e.err.TableName, e.err.ConstraintName, e.err.ColumnName} {
-		if s != "" {
-			msg += " " + s
-		}
-	}
-	return msg
-}
-
-func (e *redactedPgError) Unwrap() error { return e.err }
+func classify(err error) error { return store.Classify(opWrite, err) }
 
 // null sends "" as SQL NULL.
 func null(s string) any {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/store"
 )
 
 // Stages and run statuses.
@@ -279,17 +280,5 @@ func dbErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return Classify(op, err)
-}
-
-// Classify is the shared Postgres error classification.
-func Classify(op string, err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && len(pgErr.Code) == 5 {
-		switch pgErr.Code[:2] {
-		case "22", "23", "42":
-			return failure.Permanent(op, err)
-		}
-	}
-	return failure.Transient(op, err)
+	return store.Classify(op, err)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/enricher/app"
 )
@@ -84,7 +85,7 @@ func (p Payloads) Fetch(ctx context.Context, cpf string, reuse app.Reuse, pay fu
 	if err != nil {
 		var pgErr interface{ SQLState() string }
 		if errors.As(err, &pgErr) {
-			return nil, false, runs.Classify("enricher.payloads", err)
+			return nil, false, store.Classify("enricher.payloads", err)
 		}
 		return nil, false, err
 	}
@@ -105,7 +106,7 @@ func (p Payloads) stored(ctx context.Context, db runs.DB, cpf string, reuse app.
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, runs.Classify("enricher.payloads", err)
+		return nil, false, store.Classify("enricher.payloads", err)
 	}
 	if !fresh {
 		return nil, false, nil

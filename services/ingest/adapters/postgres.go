@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/ingest/app"
 )
@@ -76,7 +77,7 @@ func (u UnitOfWork) Do(ctx context.Context, fn func(app.Tx) error) error {
 func classify(err error) error {
 	var pgErr interface{ SQLState() string }
 	if err != nil && errors.As(err, &pgErr) {
-		return runs.Classify("ingest.db", err)
+		return store.Classify("ingest.db", err)
 	}
 	return err
 }

@@ -3,21 +3,19 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
@@ -105,7 +103,7 @@ func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.Raw
 	ev.Action = cleanText(ev.Action)
 	res := WebhookResult{LeadID: ev.LeadID, Action: ev.Action}
 	key := UpdatedKey(ev)
-	receipt := Receipt{LeadID: ev.LeadID, UpdatedKey: key, Action: ev.Action, Status: StatusRecorded, Payload: storablePayload(raw)}
+	receipt := Receipt{LeadID: ev.LeadID, UpdatedKey: key, Action: ev.Action, Status: StatusRecorded, Payload: store.JSONB(raw)}
 	enrich := false
 	switch ev.Action {
 	case c2s.ActionCreate:
@@ -191,51 +189,15 @@ func UpdatedKey(ev c2s.WebhookEvent) string {
 const maxKeyText = 128
 
 // cleanText makes a sender's free text storable as a Postgres text key: valid
-// UTF-8, no NUL (Postgres refuses both) and bounded (an index entry has a size
-// limit). A real lead is never refused over what a field happens to contain.
+// UTF-8 without NUL, and bounded (a longer or altered text is replaced by its
+// hash, so a real lead is never refused over what a field happens to contain).
 func cleanText(s string) string {
-	c := strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	c := store.Text(s)
 	if c != s || len(c) > maxKeyText {
 		h := sha256.Sum256([]byte(s))
 		return "h:" + hex.EncodeToString(h[:16])
 	}
 	return c
-}
-
-// storablePayload returns raw as Postgres jsonb accepts it: jsonb refuses
-// invalid UTF-8 and the \u0000 escape, which C2S payloads may still carry.
-// Such a payload is re-encoded with those characters dropped.
-func storablePayload(raw json.RawMessage) json.RawMessage {
-	if len(raw) == 0 || (utf8.Valid(raw) && !bytes.Contains(raw, []byte(`\u0000`))) {
-		return raw
-	}
-	var v any
-	if json.Unmarshal(raw, &v) != nil { // invalid UTF-8 is replaced while decoding
-		return nil
-	}
-	out, err := json.Marshal(scrub(v))
-	if err != nil {
-		return nil
-	}
-	return out
-}
-
-func scrub(v any) any {
-	switch t := v.(type) {
-	case string:
-		return strings.ReplaceAll(t, "\x00", "")
-	case []any:
-		for i := range t {
-			t[i] = scrub(t[i])
-		}
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			out[strings.ReplaceAll(k, "\x00", "")] = scrub(x)
-		}
-		return out
-	}
-	return v
 }
 
 // TriggerResult is the answer to a trigger.

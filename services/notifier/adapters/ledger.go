@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/notifier/app"
 )
@@ -97,5 +98,5 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	return runs.Classify("notifier.db", fmt.Errorf("ledger: %w", err))
+	return store.Classify("notifier.db", fmt.Errorf("ledger: %w", err))
 }

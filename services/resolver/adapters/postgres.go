@@ -11,6 +11,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/resolver/app"
@@ -105,5 +106,5 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	return runs.Classify("resolver.db", err)
+	return store.Classify("resolver.db", err)
 }
