@@ -148,16 +148,18 @@ func (l *Loader) Bool(name string, def bool) bool {
 	return def
 }
 
-// Decimal returns a positive decimal (money multipliers).
-func (l *Loader) Decimal(name, def string) decimal.Decimal {
+// IncomeMultiplier reads INCOME_MULTIPLIER, the one setting every service
+// that formats or stores income shares (default money.DefaultMultiplier).
+func (l *Loader) IncomeMultiplier() decimal.Decimal {
+	const name = "INCOME_MULTIPLIER"
 	_, v, ok := l.get(name)
 	if !ok {
-		v = def
+		v = money.DefaultMultiplier
 	}
 	d, err := money.ParseMultiplier(v)
 	if err != nil {
-		l.problem("%s must be a positive decimal such as 1.9", name)
-		return decimal.RequireFromString(def)
+		l.problem("%s must be a positive decimal such as %s", name, money.DefaultMultiplier)
+		return decimal.RequireFromString(money.DefaultMultiplier)
 	}
 	return d
 }

@@ -20,7 +20,7 @@ func TestLoaderNamesEveryProblemAtOnce(t *testing.T) {
 	l.Duration("TTL", time.Hour)
 	l.URL("C2S_BASE_URL", "", true)
 	l.Bool("FLAG", false)
-	l.Decimal("INCOME_MULTIPLIER", "1.9")
+	l.IncomeMultiplier()
 	err := l.Err()
 	if err == nil {
 		t.Fatal("expected an error")
@@ -49,7 +49,7 @@ func TestLoaderDefaultsAndAliases(t *testing.T) {
 	if l.Int("PORT", 8080, 1, 65535) != 8080 {
 		t.Fatal("default not applied")
 	}
-	if got := l.Decimal("INCOME_MULTIPLIER", "1.9"); got.String() != "1.9" {
+	if got := l.IncomeMultiplier(); got.String() != "1.9" {
 		t.Fatalf("decimal default = %s", got)
 	}
 	if err := l.Err(); err != nil {

@@ -1,12 +1,21 @@
 package store
 
 import (
+	"context"
 	"errors"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 )
+
+// DB is what a statement needs: a pool, a connection or a transaction.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
 
 // Classify is the one Postgres error classifier. A statement that the
 // database refuses for what it says repeats the same way on every retry, so

@@ -72,7 +72,6 @@ func runRouter(t *testing.T, r *rig, spec ConsumerSpec, h HandlerFunc) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router.InProcessRetries = 0
 	if err := router.Handle(context.Background(), spec, h); err != nil {
 		t.Fatal(err)
 	}

@@ -38,9 +38,6 @@ type Router struct {
 	// OnDeadLetter is told about every dead letter once it is published
 	// (the platform marks the run failed in the trace).
 	OnDeadLetter func(events.DeadLetter)
-	// InProcessRetries is how often a transient failure is retried before
-	// the message is nak'ed back to JetStream.
-	InProcessRetries int
 }
 
 // NewRouter builds a router for service on conn.
@@ -51,7 +48,7 @@ func NewRouter(conn *nats.Conn, js jetstream.JetStream, pub *Publisher, service 
 		return nil, err
 	}
 	return &Router{conn: conn, js: js, pub: pub, router: r, service: service, log: log, wlog: wlog,
-		metrics: newRouterMetrics(), InProcessRetries: 2}, nil
+		metrics: newRouterMetrics()}, nil
 }
 
 func maxLevel(a, b zerolog.Level) zerolog.Level {
@@ -117,26 +114,15 @@ func (r *Router) Handle(ctx context.Context, spec ConsumerSpec, h HandlerFunc, o
 }
 
 // chain composes, outermost first: correlation id -> deadline -> poison
-// queue -> observe -> exhaustion -> retry -> panics are permanent ->
-// recoverer -> handler. PoisonQueue sits before Retry
-// so only errors that survived retries are judged, and Recoverer sits inside
-// Retry so a panic becomes an error that Retry and PoisonQueue can see.
+// queue -> observe -> exhaustion -> panics are permanent -> recoverer ->
+// handler. There is no in-process retry: upstream calls retry in httpx only,
+// and a failed handler goes back to JetStream (nak with backoff), so a
+// reader can count how often an upstream is called.
 func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handleOptions) (message.NoPublishHandlerFunc, error) {
 	inner := func(msg *message.Message) ([]*message.Message, error) {
 		return nil, h(msg.Context(), msg)
 	}
-	var fn message.HandlerFunc = panicsArePermanent(middleware.Recoverer(inner), r.log)
-	fn = middleware.Retry{
-		MaxRetries:      r.InProcessRetries,
-		InitialInterval: 100 * time.Millisecond,
-		MaxInterval:     2 * time.Second,
-		Multiplier:      2,
-		ShouldRetry: func(p middleware.RetryParams) bool {
-			// Waits longer than a blip are JetStream's job (nak + backoff).
-			return failure.ShouldNack(p.Err) && failure.RetryAfterOf(p.Err) <= 2*time.Second &&
-				!failure.Is(p.Err, failure.KindCreditsExhausted)
-		},
-	}.Middleware(fn)
+	fn := panicsArePermanent(middleware.Recoverer(inner), r.log)
 	fn = exhaustion(spec.MaxDeliver)(fn)
 	fn = r.observe(spec, durable, o)(fn)
 	poison, err := middleware.PoisonQueueWithFilter(deadLetterPublisher{pub: r.pub, stage: durable, onDead: r.OnDeadLetter}, events.SubjectDeadLetter,

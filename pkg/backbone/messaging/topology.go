@@ -172,3 +172,10 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, spec ConsumerSp
 	}
 	return nil
 }
+
+// PauseConsumer pauses spec's durable consumer on the server for d: no
+// replica is given new messages until then.
+func PauseConsumer(ctx context.Context, js jetstream.JetStream, spec ConsumerSpec, d time.Duration) error {
+	_, err := js.PauseConsumer(context.WithoutCancel(ctx), events.StreamName, DurableName(spec.Service, spec.Subject), time.Now().Add(d))
+	return err
+}

@@ -126,7 +126,7 @@ func FirstValid(body []byte) (Match, bool, error) {
 	items, _ := v.([]any)
 	for _, it := range items {
 		m, _ := it.(map[string]any)
-		cpf := cpfOf(m["cpf"])
+		cpf := brdata.CPFFromJSON(m["cpf"])
 		if !brdata.ValidCPF(cpf) {
 			continue
 		}
@@ -137,18 +137,4 @@ func FirstValid(body []byte) (Match, bool, error) {
 		return Match{CPF: cpf, Name: strings.TrimSpace(name)}, true, nil
 	}
 	return Match{}, false, nil
-}
-
-func cpfOf(v any) string {
-	switch t := v.(type) {
-	case string:
-		return brdata.Digits(t)
-	case json.Number:
-		s := t.String()
-		if strings.ContainsAny(s, ".eE-+") || len(s) > 11 {
-			return ""
-		}
-		return strings.Repeat("0", 11-len(s)) + s
-	}
-	return ""
 }

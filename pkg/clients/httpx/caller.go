@@ -219,6 +219,9 @@ func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Conte
 		if !idempotent && !safeToResend(resp, err) {
 			return resp, err
 		}
+		if c.policy.PaidCalls && kind != failure.KindRateLimited && !NeverSent(err) {
+			return resp, err // a lost reply of a charged call: not repeated here
+		}
 		if attempt >= c.policy.MaxRetries {
 			return resp, err
 		}

@@ -19,6 +19,11 @@ type Policy struct {
 	MaxConcurrent   int
 	BreakerFailures uint32        // consecutive failures that open the breaker
 	BreakerOpenFor  time.Duration // open period before a half-open probe
+	// PaidCalls: every request that reaches the upstream is charged, so a
+	// retry is made only when the request provably never reached it
+	// (NeverSent) or was refused with 429; a lost reply is returned to the
+	// caller's attempts ledger instead of being paid for again here.
+	PaidCalls bool
 }
 
 // C2SPolicy paces direct C2S calls to the documented ~10 requests/minute per
@@ -73,8 +78,8 @@ func DiretrixPolicy() Policy {
 }
 
 // WorkAPIPolicy is conservative: the account is paced (integrators waited
-// 2-3 s between calls) and every answered call costs credits, so a timed-out
-// call is retried at most once.
+// 2-3 s between calls) and every call that reaches it costs credits, so only
+// calls that never reached it are retried here (PaidCalls).
 func WorkAPIPolicy() Policy {
 	return Policy{
 		Timeout:         45 * time.Second,
@@ -87,6 +92,7 @@ func WorkAPIPolicy() Policy {
 		MaxConcurrent:   2,
 		BreakerFailures: 3,
 		BreakerOpenFor:  60 * time.Second,
+		PaidCalls:       true,
 	}
 }
 

@@ -141,6 +141,11 @@ func (c *Client) request(module, consulta string) func(context.Context) (*http.R
 			return nil, errors.New("cannot build request") // err would echo the URL
 		}
 		req.Header.Set("Accept", "application/json")
+		// Every call that reaches the Work API is charged. Go's transport
+		// silently resends an idempotent request whose reused connection
+		// broke before the answer; a paid call must never be resent behind
+		// the attempts ledger's back, so each call gets its own connection.
+		req.Close = true
 		return req, nil
 	}
 }
@@ -210,7 +215,7 @@ func personError(op string, body []byte, want string) error {
 		return failure.Transient(op, ErrNotJSON) // a proxy page, not an answer
 	}
 	db, _ := p.DadosBasicos.(map[string]any)
-	got := cpfText(db["cpf"])
+	got := brdata.CPFFromJSON(db["cpf"])
 	switch {
 	case got == "" && len(p.Erro) > 0:
 		return failure.Permanent(op, ErrLookup)
@@ -220,20 +225,6 @@ func personError(op string, body []byte, want string) error {
 		return failure.Permanent(op, ErrWrongPerson)
 	}
 	return nil
-}
-
-func cpfText(v any) string {
-	switch t := v.(type) {
-	case string:
-		return brdata.Digits(t)
-	case json.Number:
-		s := brdata.Digits(t.String())
-		if s != "" && len(s) < 11 && !strings.ContainsAny(t.String(), ".eE") {
-			s = strings.Repeat("0", 11-len(s)) + s
-		}
-		return s
-	}
-	return ""
 }
 
 func text(v any) string {

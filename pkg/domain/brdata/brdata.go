@@ -4,6 +4,9 @@
 package brdata
 
 import (
+	"encoding/json"
+	"math"
+	"strconv"
 	"strings"
 )
 
@@ -99,4 +102,30 @@ func PlausibleEmail(normalized string) bool {
 		return false
 	}
 	return !strings.ContainsAny(normalized, " \t\r\n")
+}
+
+// CPFFromJSON reads a CPF out of a decoded JSON value, the one rule for every
+// upstream: a string keeps its digits; a number (json.Number or float64),
+// whose leading zeros JSON lost, is padded back to 11 digits. Anything else,
+// a fraction or a number of more than 11 digits, is "".
+func CPFFromJSON(v any) string {
+	switch t := v.(type) {
+	case string:
+		return Digits(t)
+	case json.Number:
+		return padCPF(t.String())
+	case float64:
+		if t < 0 || t >= 1e11 || t != math.Trunc(t) {
+			return ""
+		}
+		return padCPF(strconv.FormatInt(int64(t), 10))
+	}
+	return ""
+}
+
+func padCPF(s string) string {
+	if s == "" || len(s) > 11 || strings.ContainsAny(s, ".eE-+") {
+		return ""
+	}
+	return strings.Repeat("0", 11-len(s)) + s
 }

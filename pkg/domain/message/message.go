@@ -186,7 +186,7 @@ func writePerson(b *strings.Builder, p *person.Person, mult decimal.Decimal) {
 func personal(d person.Basic) section {
 	s := section{title: "✅ DADOS PESSOAIS"}
 	s.field("Nome: ", d.Nome, nil)
-	s.field("CPF: ", d.CPF, brdata.FormatCPF)
+	s.field("CPF: ", person.Text(d.CPF), brdata.FormatCPF)
 	s.field("Data Nascimento: ", d.DataNascimento, nil)
 	s.field("Sexo: ", d.Sexo, nil)
 	s.field("Mãe: ", d.NomeMae, nil)

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+
+	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
 
 // Text is a string field that is present only when the JSON value was a
@@ -33,6 +35,28 @@ func (t Text) String() string { return strings.TrimSpace(string(t)) }
 // Present reports whether the value is a non-blank string.
 func (t Text) Present() bool { return t.String() != "" }
 
+// CPF is DadosBasicos.cpf as digits, read by brdata.CPFFromJSON: a string,
+// or a number whose leading zeros JSON lost.
+type CPF string
+
+// UnmarshalJSON accepts any JSON value; what is not a CPF reads as "".
+func (c *CPF) UnmarshalJSON(b []byte) error {
+	*c = ""
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) == nil {
+		*c = CPF(brdata.CPFFromJSON(v))
+	}
+	return nil
+}
+
+// String returns the digits; "" means absent.
+func (c CPF) String() string { return string(c) }
+
+// Present reports whether a CPF was given.
+func (c CPF) Present() bool { return c != "" }
+
 // Person is the part of the payload the product uses. Raw keeps the whole
 // payload untouched.
 type Person struct {
@@ -48,7 +72,7 @@ type Person struct {
 // Basic is DadosBasicos.
 type Basic struct {
 	Nome                Text `json:"nome"`
-	CPF                 Text `json:"cpf"`
+	CPF                 CPF  `json:"cpf"`
 	DataNascimento      Text `json:"dataNascimento"`
 	Sexo                Text `json:"sexo"`
 	Cor                 Text `json:"cor"`
@@ -152,7 +176,7 @@ func Parse(raw []byte) (*Person, error) {
 	return p, nil
 }
 
-// CPF returns DadosBasicos.cpf as digits as given ("" when absent).
+// CPF returns DadosBasicos.cpf as digits ("" when absent).
 func (p *Person) CPF() string { return p.Basic.CPF.String() }
 
 // HasCPF reports whether the payload is a real person: the Work API's own

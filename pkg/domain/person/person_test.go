@@ -52,8 +52,10 @@ func TestParseSparseAndOddShapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.HasCPF() || p.Basic.Nome.Present() {
-		t.Fatal("numbers and arrays must be absent, not errors")
+	// A numeric CPF is the CPF (brdata.CPFFromJSON, the one rule for every
+	// upstream); other numbers and arrays are absent, not errors.
+	if p.CPF() != "12345678901" || p.Basic.Nome.Present() {
+		t.Fatalf("cpf %q nome %v: a numeric CPF is read, arrays are absent", p.CPF(), p.Basic.Nome.Present())
 	}
 	if len(p.Emails) != 1 || p.Emails[0].Email.String() != "A@B.C" || p.Phones != nil {
 		t.Fatalf("lists: %+v %+v", p.Emails, p.Phones)
@@ -78,4 +80,24 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil person without error")
 		}
 	})
+}
+
+// A CPF the Work API sends as a JSON number (leading zeros lost) is the same
+// person as the string: it is not paid for and then skipped as "not a person".
+func TestNumericCPFIsAPerson(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{"DadosBasicos":{"cpf":"074.291.506-32"}}`: "07429150632",
+		`{"DadosBasicos":{"cpf":7429150632}}`:       "07429150632",
+		`{"DadosBasicos":{"cpf":"07429150632"}}`:    "07429150632",
+		`{"DadosBasicos":{"cpf":7.5}}`:              "",
+		`{"DadosBasicos":{"cpf":null}}`:             "",
+	} {
+		p, err := Parse([]byte(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if p.CPF() != want || p.HasCPF() != (want != "") {
+			t.Errorf("%s: CPF %q HasCPF %v, want %q", raw, p.CPF(), p.HasCPF(), want)
+		}
+	}
 }

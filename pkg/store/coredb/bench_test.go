@@ -19,7 +19,7 @@ func benchPersons(b *testing.B, n int) []*person.Person {
 		cpfBase := fmt.Sprintf("%09d", 100000000+i)
 		d1, d2 := brdata.CPFCheckDigits(cpfBase)
 		p := *base
-		p.Basic.CPF = person.Text(cpfBase + string([]byte{d1, d2}))
+		p.Basic.CPF = person.CPF(cpfBase + string([]byte{d1, d2}))
 		p.Emails = append([]person.Email(nil), base.Emails...)
 		for j := range p.Emails {
 			p.Emails[j].Email = person.Text(fmt.Sprintf("p%d.%d@example.com", i, j))

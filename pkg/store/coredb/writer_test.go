@@ -371,7 +371,7 @@ func TestWriteRejectsInvalidCPF(t *testing.T) {
 	pool := newCoreDB(t)
 	w := newTestWriter(pool)
 	valid := fixture(t, "workapi/cpf.json")
-	withCPF := func(cpf person.Text) *person.Person {
+	withCPF := func(cpf person.CPF) *person.Person {
 		p := *valid
 		p.Basic.CPF = cpf
 		return &p

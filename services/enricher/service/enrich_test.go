@@ -14,9 +14,8 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
 	"github.com/leadflow/leadflow/pkg/contracts"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/sim"
-	"github.com/leadflow/leadflow/services/enricher/app"
-	notifier "github.com/leadflow/leadflow/services/notifier/app"
 )
 
 const (
@@ -65,7 +64,7 @@ func TestEnrichedEventCarriesWhatTheNotifierNeeds(t *testing.T) {
 	if out.Phone != in.Phone || out.Email != in.Email {
 		t.Errorf("lead contacts not carried: %q %q", out.Phone, out.Email)
 	}
-	msg, err := notifier.Compose(out, decimal.RequireFromString("1.9"))
+	msg, err := enrichment.Compose(out, decimal.RequireFromString("1.9"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,12 +311,8 @@ func TestWorkAPIErrorClasses(t *testing.T) {
 						t.Fatalf("%d Work API requests, want %d (no retry storm)", n, tc.requests)
 					}
 				}
-				if tc.errKind == failure.KindCreditsExhausted {
-					if d := app.CreditsPause(15 * time.Minute)(err); d != 15*time.Minute {
-						t.Fatalf("credits error pauses for %v, want 15m", d)
-					}
-				} else if d := app.CreditsPause(15 * time.Minute)(err); d != 0 {
-					t.Fatalf("%v pauses the consumer", err)
+				if paused := e.creditsOut.Load(); (tc.errKind == failure.KindCreditsExhausted) != (paused == 1) {
+					t.Fatalf("%v: the credits hook (which pauses the consumer) ran %d times", err, paused)
 				}
 				return
 			}

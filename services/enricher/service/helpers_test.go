@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,9 +22,9 @@ import (
 	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
 	"github.com/leadflow/leadflow/pkg/clients/workapi"
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/pkg/store"
-	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 	"github.com/leadflow/leadflow/services/enricher/adapters"
 	"github.com/leadflow/leadflow/services/enricher/app"
@@ -91,8 +92,9 @@ func (r *rig) newPool(t testing.TB) *pgxpool.Pool {
 // instance is one enricher with its own metrics and log.
 type instance struct {
 	*app.Enricher
-	reg *prometheus.Registry
-	log *syncBuffer
+	reg        *prometheus.Registry
+	log        *syncBuffer
+	creditsOut atomic.Int32 // times the credits hook ran
 }
 
 type instanceOptions struct {
@@ -118,16 +120,16 @@ func (r *rig) newInstance(t testing.TB, o instanceOptions) *instance {
 	}
 	reg := prometheus.NewRegistry()
 	buf := &syncBuffer{}
-	return &instance{reg: reg, log: buf, Enricher: &app.Enricher{
-		API:       adapters.WorkAPI{Client: api},
-		Payloads:  adapters.Payloads{Pool: o.pool},
-		Writer:    adapters.Writer{Core: coredb.NewWriter(o.pool, decimal.RequireFromString("1.9"))},
+	cfg := enrichment.Config{IncomeMultiplier: decimal.RequireFromString("1.9"), ReuseTTL: o.ttl, MaxPaidAttempts: 100}
+	persons := cfg.Persons(o.pool, api, 0, reg, zerolog.New(buf))
+	in := &instance{reg: reg, log: buf, Enricher: &app.Enricher{
+		Persons:   persons,
 		Store:     adapters.Store{Pool: o.pool},
 		Publisher: r.pub,
 		ReuseTTL:  o.ttl,
-		Metrics:   app.NewMetrics(reg),
-		Log:       zerolog.New(buf),
 	}}
+	persons.OnCreditsOut = func(context.Context, time.Duration) { in.creditsOut.Add(1) }
+	return in
 }
 
 func (i *instance) counter(name string) float64 { return httpxtest.CounterValue(i.reg, name, nil) }

@@ -5,14 +5,12 @@ import (
 	"context"
 	"time"
 
-	"github.com/shopspring/decimal"
-
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/clients"
 	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/platform"
-	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/services/enricher/adapters"
 	"github.com/leadflow/leadflow/services/enricher/app"
 	"github.com/leadflow/leadflow/services/enricher/ports"
@@ -23,23 +21,19 @@ const Name = "enricher"
 
 // Config is the enricher's environment.
 type Config struct {
-	Common           platform.Common
-	WorkAPI          clients.WorkAPIConfig
-	IncomeMultiplier decimal.Decimal
-	ReuseTTL         time.Duration
-	CreditsPause     time.Duration
-	Workers          int
+	Common     platform.Common
+	WorkAPI    clients.WorkAPIConfig
+	Enrichment enrichment.Config
+	Workers    int
 }
 
 // LoadConfig reads the environment, naming every problem at once.
 func LoadConfig(l *config.Loader) (Config, error) {
 	c := Config{
-		Common:           platform.LoadCommon(l, Name),
-		WorkAPI:          clients.LoadWorkAPI(l),
-		IncomeMultiplier: l.Decimal("INCOME_MULTIPLIER", "1.9"),
-		ReuseTTL:         l.Duration("ENRICH_REUSE_TTL", 24*time.Hour),
-		CreditsPause:     l.Duration("ENRICH_CREDITS_PAUSE", 15*time.Minute),
-		Workers:          l.Int("ENRICHER_WORKERS", 32, 1, 1024),
+		Common:     platform.LoadCommon(l, Name),
+		WorkAPI:    clients.LoadWorkAPI(l),
+		Enrichment: enrichment.LoadConfig(l),
+		Workers:    l.Int("ENRICHER_WORKERS", 32, 1, 1024),
 	}
 	return c, l.Err()
 }
@@ -65,19 +59,15 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Enricher, error) {
 		return nil, err
 	}
 	return &app.Enricher{
-		API:       adapters.WorkAPI{Client: api},
-		Payloads:  adapters.NewPayloads(d.Pool, cfg.WorkAPI.Policy.MaxConcurrent),
-		Writer:    adapters.Writer{Core: coredb.NewWriter(d.Pool, cfg.IncomeMultiplier)},
+		Persons:   cfg.Enrichment.Persons(d.Pool, api, cfg.WorkAPI.Policy.MaxConcurrent, d.Registry, d.Log),
 		Store:     adapters.Store{Pool: d.Pool},
 		Publisher: d.Pub,
-		ReuseTTL:  cfg.ReuseTTL,
-		Metrics:   app.NewMetrics(d.Registry),
-		Log:       d.Log,
+		ReuseTTL:  cfg.Enrichment.ReuseTTL,
 	}, nil
 }
 
 // Register subscribes the enricher to lead.resolved. Running out of credits
-// pauses the consumer server-side instead of retrying into a wall.
+// is waited out inside the handler (pkg/enrichment), not retried into a wall.
 func Register(ctx context.Context, d *platform.Deps, e *app.Enricher, cfg Config) error {
 	// A delivery may wait for the paced, paid Work API: the ack wait covers
 	// its timeout and retries so JetStream never redelivers a message that
@@ -86,5 +76,15 @@ func Register(ctx context.Context, d *platform.Deps, e *app.Enricher, cfg Config
 	spec := messaging.DefaultConsumerSpec(Name, events.SubjectResolved).
 		WithAckWait(p.Timeout*time.Duration(p.MaxRetries+1) + time.Minute)
 	spec.Workers = cfg.Workers
-	return d.Consume(ctx, spec, ports.Handlers{Enricher: e}.LeadResolved, messaging.PauseConsumerOn(app.CreditsPause(cfg.CreditsPause)))
+	// Out of credits: the consumer is paused server-side, so no replica
+	// takes new work, while the leads in hand wait in progress.
+	e.Persons.OnCreditsOut = func(ctx context.Context, wait time.Duration) {
+		if wait <= 0 {
+			wait = time.Minute
+		}
+		if err := messaging.PauseConsumer(ctx, d.JS, spec, wait); err != nil {
+			d.Log.Error().Err(err).Msg("could not pause the consumer")
+		}
+	}
+	return d.Consume(ctx, spec, ports.Handlers{Enricher: e}.LeadResolved)
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -10,10 +9,8 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
-	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
-	enricher "github.com/leadflow/leadflow/services/enricher/app"
-	resolver "github.com/leadflow/leadflow/services/resolver/app"
 )
 
 // EnrichRequest is the body of POST /api/v1/enrich: exactly one field set.
@@ -31,10 +28,10 @@ type EnrichResult struct {
 	Paid    bool // a Work API call was made for this request
 }
 
-// Resolve is the resolver's use case (services/resolver/app): records first,
-// then Diretrix.
+// Resolve is the shared identity resolution (pkg/enrichment): records
+// first, then Diretrix.
 type Resolve interface {
-	Resolve(ctx context.Context, c events.Customer) (resolver.Resolution, error)
+	Resolve(ctx context.Context, c events.Customer) (enrichment.Resolution, error)
 }
 
 // CustomerReader reads core.*.
@@ -44,15 +41,11 @@ type CustomerReader interface {
 }
 
 // Enrich resolves and enriches one person synchronously. It holds no rule of
-// its own: resolution is the resolver's Resolve, paying is the enricher's
-// Payloads.Fetch (reuse a stored payload younger than ReuseTTL, otherwise
-// pay once per CPF under the same per-CPF claim the enricher takes), and the
-// write is coredb's, exactly as the pipeline writes a person.
+// its own: resolution and "a paid-or-reused payload, then write the person"
+// are pkg/enrichment's, exactly as the pipeline does them.
 type Enrich struct {
 	Resolver  Resolve // nil when Diretrix is not configured: phone/email answer Unavailable
-	Payloads  enricher.Payloads
-	API       enricher.PaidAPI
-	Writer    enricher.Writer
+	Persons   *enrichment.Persons
 	Customers CustomerReader
 	ReuseTTL  time.Duration
 }
@@ -118,24 +111,16 @@ func (e *Enrich) Enrich(ctx context.Context, req EnrichRequest) (EnrichResult, e
 }
 
 func (e *Enrich) byCPF(ctx context.Context, cpf string) (EnrichResult, error) {
-	raw, paid, err := e.Payloads.Fetch(ctx, cpf, enricher.Reuse{MaxAge: e.ReuseTTL}, func(ctx context.Context) (json.RawMessage, error) {
-		return e.API.PersonByCPF(ctx, cpf)
-	})
-	switch {
-	case failure.Is(err, failure.KindNotFound) || failure.Is(err, failure.KindPermanent):
+	r, err := e.Persons.Enrich(ctx, cpf, enrichment.Reuse{MaxAge: e.ReuseTTL}, "")
+	if err != nil {
+		return EnrichResult{}, err
+	}
+	if r.Skipped != "" {
 		// The Work API has nothing usable for the CPF: the same "skip" the
 		// enricher records, which for one person means "not found".
 		return EnrichResult{}, failure.NotFound("ingest.enrich")
-	case err != nil:
-		return EnrichResult{}, err
 	}
-	p, err := person.Parse(raw)
-	if err != nil || !p.HasCPF() {
-		return EnrichResult{}, failure.NotFound("ingest.enrich")
-	}
-	if _, err := e.Writer.WritePerson(ctx, p, ""); err != nil {
-		return EnrichResult{}, err
-	}
+	paid := r.Paid
 	c, err := e.Customers.GetCustomer(ctx, coredb.Query{CPF: cpf})
 	if err != nil {
 		if errors.Is(err, coredb.ErrNotFound) {

@@ -7,21 +7,19 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/shopspring/decimal"
 
 	"github.com/leadflow/leadflow/pkg/clients"
 	"github.com/leadflow/leadflow/pkg/clients/workapi"
 	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/ops"
 	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
+	"github.com/leadflow/leadflow/pkg/store/pipeline"
 	"github.com/leadflow/leadflow/pkg/store/runs"
-	enricheradapters "github.com/leadflow/leadflow/services/enricher/adapters"
 	"github.com/leadflow/leadflow/services/ingest/adapters"
 	"github.com/leadflow/leadflow/services/ingest/app"
 	"github.com/leadflow/leadflow/services/ingest/ports"
-	resolveradapters "github.com/leadflow/leadflow/services/resolver/adapters"
-	resolverapp "github.com/leadflow/leadflow/services/resolver/app"
 )
 
 // Name is the service name in logs and metrics.
@@ -38,9 +36,8 @@ type Config struct {
 	WorkAPI       clients.WorkAPIConfig
 	// Diretrix is optional here (RUN.md requires DIRETRIX_* of the resolver
 	// only): without it POST /api/v1/enrich answers 503 for phone and email.
-	Diretrix         *clients.DiretrixConfig
-	ReuseTTL         time.Duration
-	IncomeMultiplier decimal.Decimal
+	Diretrix   *clients.DiretrixConfig
+	Enrichment enrichment.Config
 }
 
 // LoadConfig reads the environment, naming every problem at once.
@@ -55,8 +52,7 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		WorkAPI:       clients.LoadWorkAPI(l),
 		// The same variables and defaults as the enricher: POST /api/v1/enrich
 		// follows the pipeline's paid-call and writing rules.
-		ReuseTTL:         l.Duration("ENRICH_REUSE_TTL", 24*time.Hour),
-		IncomeMultiplier: l.Decimal("INCOME_MULTIPLIER", "1.9"),
+		Enrichment: enrichment.LoadConfig(l),
 	}
 	if l.String("DIRETRIX_BASE_URL", "") != "" {
 		d := clients.LoadDiretrix(l)
@@ -117,25 +113,22 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 	}, nil
 }
 
-// newEnrich wires POST /api/v1/enrich onto the resolver's and the enricher's
-// own packages (no second copy of their rules).
+// newEnrich wires POST /api/v1/enrich onto pkg/enrichment, the same use
+// case the resolver and the enricher run (no second copy of their rules).
 func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich, error) {
-	core := coredb.NewReader(d.Pool)
 	e := &app.Enrich{
-		Payloads:  enricheradapters.Payloads{Pool: d.Pool},
-		API:       enricheradapters.WorkAPI{Client: work},
-		Writer:    enricheradapters.Writer{Core: coredb.NewWriter(d.Pool, cfg.IncomeMultiplier)},
-		Customers: core,
-		ReuseTTL:  cfg.ReuseTTL,
+		Persons:   cfg.Enrichment.Persons(d.Pool, work, cfg.WorkAPI.Policy.MaxConcurrent, d.Registry, d.Log),
+		Customers: coredb.NewReader(d.Pool),
+		ReuseTTL:  cfg.Enrichment.ReuseTTL,
 	}
 	if cfg.Diretrix != nil {
 		dir, err := cfg.Diretrix.Client(d.Registry, &d.Log)
 		if err != nil {
 			return nil, err
 		}
-		e.Resolver = &resolverapp.Resolver{
-			Directory: resolveradapters.Directory{Client: dir},
-			Records:   resolveradapters.Records{Pool: d.Pool},
+		e.Resolver = &enrichment.Identity{
+			Directory: enrichment.Diretrix{Client: dir},
+			Records:   pipeline.Identities{Pool: d.Pool},
 		}
 	}
 	return e, nil

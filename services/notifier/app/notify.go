@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"strings"
 
 	"github.com/shopspring/decimal"
@@ -13,7 +12,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/domain/message"
-	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 )
 
 // CRM is the C2S port: gateway first when configured, direct as fallback.
@@ -75,7 +74,7 @@ func (n *Notifier) Enriched(ctx context.Context, env events.Envelope, in events.
 	if !env.ShouldNotify() {
 		return n.finish(ctx, env, events.LeadNotified{Status: "skipped", Reason: "replay without --notify"})
 	}
-	body, err := Compose(in, n.Multiplier)
+	body, err := enrichment.Compose(in, n.Multiplier)
 	if err != nil {
 		return err
 	}
@@ -88,34 +87,6 @@ func (n *Notifier) Unresolved(ctx context.Context, env events.Envelope, in event
 		return n.finish(ctx, env, events.LeadNotified{Status: "skipped", Reason: "replay without --notify"})
 	}
 	return n.post(ctx, env, message.FormatUnresolved(in.Reason))
-}
-
-// Compose formats the message of an enrichment (MESSAGE.md).
-func Compose(in events.LeadEnriched, multiplier decimal.Decimal) (string, error) {
-	subjects := make([]message.Subject, 0, len(in.Persons))
-	for _, p := range in.Persons {
-		parsed, err := person.Parse(p.Payload)
-		if err != nil {
-			return "", failure.Permanent("notifier.payload", err)
-		}
-		subjects = append(subjects, message.Subject{Person: parsed, Role: role(p.Role)})
-	}
-	if len(subjects) == 0 {
-		return "", failure.Permanent("notifier.compose", errNoPersons)
-	}
-	return message.Format(message.Input{Subjects: subjects, LeadPhone: in.Phone, LeadEmail: in.Email, Multiplier: multiplier}), nil
-}
-
-var errNoPersons = errors.New("enriched event without persons")
-
-func role(r events.Role) message.Role {
-	switch r {
-	case events.RoleBoth:
-		return message.FoundByBoth
-	case events.RoleEmail:
-		return message.FoundByEmail
-	}
-	return message.FoundByPhone
 }
 
 func (n *Notifier) post(ctx context.Context, env events.Envelope, body string) error {

@@ -33,7 +33,7 @@ func LoadConfig(l *config.Loader) (Config, error) {
 	c := Config{
 		Common:           platform.LoadCommon(l, Name),
 		C2S:              clients.LoadC2S(l),
-		IncomeMultiplier: l.Decimal("INCOME_MULTIPLIER", "1.9"),
+		IncomeMultiplier: l.IncomeMultiplier(),
 		NotifyUnresolved: l.Bool("NOTIFY_UNRESOLVED", false),
 		Workers:          l.Int("NOTIFIER_WORKERS", 32, 1, 1024),
 	}

@@ -4,88 +4,38 @@ package adapters
 
 import (
 	"context"
-	"errors"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/logging"
-	"github.com/leadflow/leadflow/pkg/store"
-	"github.com/leadflow/leadflow/pkg/store/coredb"
+	"github.com/leadflow/leadflow/pkg/store/pipeline"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/resolver/app"
 )
 
-// Records looks identifiers up in core.* first, then in the product's
-// earlier resolutions, in one statement (core.* wins when both know it).
-type Records struct {
-	Pool *pgxpool.Pool
-}
-
-var (
-	knownPhoneSQL = knownSQL(coredb.SQLCPFByPhone, "phone")
-	knownEmailSQL = knownSQL(coredb.SQLCPFByEmail, "email")
-)
-
-func knownSQL(core, kind string) string {
-	return "SELECT cpf FROM (SELECT cpf, 0 AS rank FROM (" + core + ") AS c(cpf)" +
-		" UNION ALL SELECT cpf, 1 FROM pipeline.identity_resolutions WHERE kind = '" + kind + "' AND value = $1) AS known" +
-		" ORDER BY rank LIMIT 1"
-}
-
-// KnownPhone implements app.Records.
-func (r Records) KnownPhone(ctx context.Context, phone string) (string, bool, error) {
-	return r.known(ctx, knownPhoneSQL, phone)
-}
-
-// KnownEmail implements app.Records.
-func (r Records) KnownEmail(ctx context.Context, email string) (string, bool, error) {
-	return r.known(ctx, knownEmailSQL, email)
-}
-
-func (r Records) known(ctx context.Context, sql, value string) (string, bool, error) {
-	var cpf string
-	err := r.Pool.QueryRow(ctx, sql, value).Scan(&cpf)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, classify(err)
-	}
-	return cpf, true, nil
-}
-
-// Store writes a resolution in one transaction.
+// Store writes a resolution: identities Diretrix taught us, the lead's last
+// resolved contacts and the trace step, in one batch (pkg/store/pipeline).
 type Store struct {
-	Pool *pgxpool.Pool
+	Identities pipeline.Identities
 }
 
-// SaveResolution implements app.Store: identities Diretrix taught us, the
-// lead's last resolved contacts, and the trace step, in one batch (one round
-// trip, one implicit transaction).
+// SaveResolution implements app.Store.
 func (s Store) SaveResolution(ctx context.Context, env events.Envelope, r app.Resolution) error {
-	b := &pgx.Batch{}
+	var learnt []pipeline.Learnt
 	for _, l := range []struct {
 		kind string
-		app.Lookup
+		enrichment.Lookup
 	}{{"phone", r.Phone}, {"email", r.Email}} {
-		if l.Source != app.SourceDiretrix {
-			continue
+		if l.Source == enrichment.SourceDiretrix {
+			learnt = append(learnt, pipeline.Learnt{Kind: l.kind, Value: l.Value, CPF: l.CPF, Source: l.Source})
 		}
-		b.Queue(`INSERT INTO pipeline.identity_resolutions (kind, value, cpf, source)
-			VALUES ($1, $2, $3, $4) ON CONFLICT (kind, value) DO UPDATE SET cpf = EXCLUDED.cpf, resolved_at = now()`,
-			l.kind, l.Value, l.CPF, l.Source)
 	}
-	b.Queue(`INSERT INTO pipeline.lead_contacts (lead_id, phone, email) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
-		ON CONFLICT (lead_id) DO UPDATE SET phone = EXCLUDED.phone, email = EXCLUDED.email, updated_at = now()`,
-		env.LeadID, r.Phone.Value, r.Email.Value)
 	stage := runs.StageResolved
 	if len(r.Persons) == 0 {
 		stage = runs.StageUnresolved
 	}
-	runs.QueueRecord(b, env, runs.Outcome{Stage: stage, Outcome: r.Outcome, Error: r.Reason, Detail: detail(r)})
-	return classify(s.Pool.SendBatch(ctx, b).Close())
+	return s.Identities.SaveResolution(ctx, env, learnt, r.Phone.Value, r.Email.Value,
+		runs.Outcome{Stage: stage, Outcome: r.Outcome, Error: r.Reason, Detail: detail(r)})
 }
 
 // detail is the trace's view: states and sources, CPFs masked.
@@ -100,11 +50,4 @@ func detail(r app.Resolution) map[string]any {
 		"email":   map[string]string{"state": r.Email.State, "source": r.Email.Source},
 		"persons": persons,
 	}
-}
-
-func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	return store.Classify("resolver.db", err)
 }

@@ -20,9 +20,11 @@ import (
 	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
 	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
+	"github.com/leadflow/leadflow/pkg/store/pipeline"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 	"github.com/leadflow/leadflow/services/resolver/adapters"
 	"github.com/leadflow/leadflow/services/resolver/app"
@@ -98,13 +100,16 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ids := pipeline.Identities{Pool: pool}
 	return &rig{sims: sims, pool: pool, js: js, resolver: &app.Resolver{
-		Directory:     adapters.Directory{Client: dir},
-		Records:       adapters.Records{Pool: pool},
-		Leads:         port,
-		Store:         adapters.Store{Pool: pool},
-		Publisher:     pub,
-		LookupTimeout: o.lookupTimeout,
+		Identity: &enrichment.Identity{
+			Directory:     enrichment.Diretrix{Client: dir},
+			Records:       ids,
+			LookupTimeout: o.lookupTimeout,
+		},
+		Leads:     port,
+		Store:     adapters.Store{Identities: ids},
+		Publisher: pub,
 	}}
 }
 

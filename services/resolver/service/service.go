@@ -9,7 +9,9 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/clients"
 	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/platform"
+	"github.com/leadflow/leadflow/pkg/store/pipeline"
 	"github.com/leadflow/leadflow/services/resolver/adapters"
 	"github.com/leadflow/leadflow/services/resolver/app"
 	"github.com/leadflow/leadflow/services/resolver/ports"
@@ -64,13 +66,16 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
+	ids := pipeline.Identities{Pool: d.Pool}
 	return &app.Resolver{
-		Directory:     adapters.Directory{Client: dir},
-		Records:       adapters.Records{Pool: d.Pool},
-		Leads:         port,
-		Store:         adapters.Store{Pool: d.Pool},
-		Publisher:     d.Pub,
-		LookupTimeout: cfg.LookupTimeout,
+		Identity: &enrichment.Identity{
+			Directory:     enrichment.Diretrix{Client: dir},
+			Records:       ids,
+			LookupTimeout: cfg.LookupTimeout,
+		},
+		Leads:     port,
+		Store:     adapters.Store{Identities: ids},
+		Publisher: d.Pub,
 	}, nil
 }
 

@@ -1,4 +1,4 @@
-// Package storage opens the Postgres pool and applies the product's
+// Package store opens the Postgres pool and applies the product's
 // migrations (pressly/goose, embedded in every binary) under an advisory
 // lock, so services starting together migrate once.
 package store
@@ -77,6 +77,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		goose.WithSessionLocker(locker),
 		goose.WithGoMigrations(goose.NewGoMigration(1, &goose.GoFunc{RunTx: coreSchema}, nil)),
 		goose.WithTableName("pipeline_goose_version"),
+		// Migrations written on parallel branches may land with a lower
+		// number than one already applied; each is still applied once.
+		goose.WithAllowOutofOrder(true),
 	)
 	if err != nil {
 		return err

@@ -1,0 +1,198 @@
+package enrichment
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/pkg/store/pipeline"
+)
+
+// PaidAPI is the Work API: every call that reaches it costs credits.
+type PaidAPI interface {
+	PersonByCPF(ctx context.Context, cpf string) (json.RawMessage, error)
+}
+
+// Reuse says which stored answer may stand in for a paid call.
+type Reuse = pipeline.Reuse
+
+// Payloads stores raw Work API payloads and the ledger of paid attempts, and
+// serialises paying per CPF across processes: Fetch runs pay only when no
+// usable answer is stored, while holding a per-CPF claim, after recording
+// the attempt, and stores what it paid for.
+type Payloads interface {
+	Fetch(ctx context.Context, cpf string, reuse Reuse, pay func(context.Context) (json.RawMessage, error)) (raw json.RawMessage, paid bool, err error)
+}
+
+// Writer writes one person to core.*.
+type Writer interface {
+	WritePerson(ctx context.Context, p *person.Person, leadID string) (entityID string, err error)
+}
+
+// Metrics are the counters operators watch.
+type Metrics struct {
+	PaidCalls        prometheus.Counter
+	Reused           prometheus.Counter
+	TokenInvalid     prometheus.Counter
+	CreditsExhausted prometheus.Counter
+	AttemptsCapped   prometheus.Counter
+	CreditsOK        prometheus.Gauge
+}
+
+// NewMetrics registers the counters on reg (nil = unregistered).
+func NewMetrics(reg prometheus.Registerer) Metrics {
+	m := Metrics{
+		PaidCalls:        prometheus.NewCounter(prometheus.CounterOpts{Name: "leadflow_workapi_paid_calls_total", Help: "Work API calls that returned a person (credits spent)."}),
+		Reused:           prometheus.NewCounter(prometheus.CounterOpts{Name: "leadflow_workapi_reused_total", Help: "Persons served from stored payloads at no cost."}),
+		TokenInvalid:     prometheus.NewCounter(prometheus.CounterOpts{Name: "leadflow_workapi_token_invalid_total", Help: "ALERT: Work API rejected the token."}),
+		CreditsExhausted: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadflow_workapi_credits_exhausted_total", Help: "ALERT: Work API is out of credits."}),
+		AttemptsCapped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leadflow_paid_attempts_exhausted_total", Help: "Persons dead-lettered because their CPF reached the daily cap of charged attempts."}),
+		CreditsOK:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "leadflow_workapi_credits_ok", Help: "1 while the Work API has credits, 0 while it answers that credits ran out."}),
+	}
+	m.CreditsOK.Set(1)
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.PaidCalls, m.Reused, m.TokenInvalid, m.CreditsExhausted, m.AttemptsCapped, m.CreditsOK} {
+			if err := reg.Register(c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					panic(err)
+				}
+			}
+		}
+	}
+	return m
+}
+
+// Persons gets a CPF's paid-or-reused payload and writes the person. It owns
+// the skip rule, singleflight within the process, the wait while credits are
+// out and the paid-call metric; the per-CPF claim, the attempts ledger and
+// storage are Payloads'.
+type Persons struct {
+	API      PaidAPI
+	Payloads Payloads
+	Writer   Writer
+	Metrics  Metrics
+	Log      zerolog.Logger
+	// CreditsWait is how long to wait before trying again while the Work
+	// API is out of credits (0 = return the error at once). Waiting is not
+	// failing: the message stays in progress.
+	CreditsWait time.Duration
+	// OnCreditsOut is told each time the Work API answers that credits ran
+	// out (the enricher pauses its consumer, so no replica takes new work).
+	OnCreditsOut func(ctx context.Context, wait time.Duration)
+
+	flight singleflight.Group
+}
+
+// Result is one person's enrichment.
+type Result struct {
+	Person   *person.Person
+	Raw      json.RawMessage
+	EntityID string
+	Paid     bool
+	// Skipped is set (and everything else empty) when the Work API has
+	// nothing usable for the CPF.
+	Skipped string
+}
+
+// Enrich returns cpf's person, written to core.* for leadID ("" for none).
+// The Work API answering "nobody" or a permanent refusal skips the person;
+// every other error is returned for the pipeline to decide.
+func (s *Persons) Enrich(ctx context.Context, cpf string, reuse Reuse, leadID string) (Result, error) {
+	raw, paid, err := s.payload(ctx, cpf, reuse)
+	if err != nil {
+		if errors.Is(err, pipeline.ErrPaidAttemptsExhausted) {
+			s.Metrics.AttemptsCapped.Inc()
+			return Result{}, err
+		}
+		if failure.Is(err, failure.KindPermanent) || failure.Is(err, failure.KindNotFound) {
+			return Result{Skipped: err.Error()}, nil
+		}
+		return Result{}, err
+	}
+	p, err := person.Parse(raw)
+	if err != nil || !p.HasCPF() {
+		return Result{Skipped: "stored payload is not a person"}, nil
+	}
+	entityID, err := s.Writer.WritePerson(ctx, p, leadID)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Person: p, Raw: raw, EntityID: entityID, Paid: paid}, nil
+}
+
+// payload returns the CPF's raw payload. Concurrent requests for one CPF in
+// this process share one Fetch (singleflight); Fetch's Postgres claim covers
+// other replicas.
+func (s *Persons) payload(ctx context.Context, cpf string, reuse Reuse) (json.RawMessage, bool, error) {
+	type result struct {
+		raw  json.RawMessage
+		paid bool
+	}
+	key := fmt.Sprintf("%s|%t|%d|%d", cpf, reuse.Always, reuse.MaxAge, reuse.FetchedAfter.UnixNano())
+	// Only the caller whose function ran made the call: the others shared
+	// its answer. (Do's "shared" flag is true for the leader too once anyone
+	// joined, so it cannot tell who paid.)
+	leader := false
+	v, err, _ := s.flight.Do(key, func() (any, error) {
+		leader = true
+		for {
+			raw, paid, err := s.Payloads.Fetch(ctx, cpf, reuse, func(ctx context.Context) (json.RawMessage, error) {
+				return s.API.PersonByCPF(ctx, cpf)
+			})
+			if err == nil {
+				s.Metrics.CreditsOK.Set(1)
+				return result{raw, paid}, nil
+			}
+			s.alert(ctx, err)
+			if !failure.Is(err, failure.KindCreditsExhausted) || s.CreditsWait <= 0 {
+				return nil, err
+			}
+			t := time.NewTimer(s.CreditsWait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, failure.Transient("enrichment.credits_wait", errors.Join(ctx.Err(), err))
+			case <-t.C:
+			}
+		}
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	r := v.(result)
+	paid := r.paid && leader
+	if paid {
+		s.Metrics.PaidCalls.Inc()
+	} else {
+		s.Metrics.Reused.Inc()
+	}
+	s.Log.Debug().Str("cpf", logging.CPF(cpf)).Bool("paid", paid).Msg("payload ready")
+	return r.raw, paid, nil
+}
+
+// alert makes the Work API's account problems loud.
+func (s *Persons) alert(ctx context.Context, err error) {
+	log := logging.Ctx(ctx, s.Log)
+	switch failure.KindOf(err) {
+	case failure.KindUnauthorized:
+		s.Metrics.TokenInvalid.Inc()
+		log.Error().Err(err).Msg("ALERT: Work API token invalid or expired; dead-lettering until an operator fixes WORK_API_KEY")
+	case failure.KindCreditsExhausted:
+		s.Metrics.CreditsExhausted.Inc()
+		s.Metrics.CreditsOK.Set(0)
+		if s.OnCreditsOut != nil {
+			s.OnCreditsOut(ctx, s.CreditsWait)
+		}
+		log.Error().Err(err).Dur("next_try_in", s.CreditsWait).Msg("ALERT: Work API out of credits; waiting (leads stay in progress)")
+	}
+}

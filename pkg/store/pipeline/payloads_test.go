@@ -1,0 +1,167 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/clients/httpx"
+	"github.com/leadflow/leadflow/pkg/enrichment"
+	"github.com/leadflow/leadflow/pkg/store"
+	"github.com/leadflow/leadflow/pkg/store/pipeline"
+	"github.com/leadflow/leadflow/pkg/testinfra"
+)
+
+const cpf = "31860457207"
+
+func newPayloads(t *testing.T, maxPerDay int) (*pipeline.Payloads, *int) {
+	t.Helper()
+	ctx := context.Background()
+	pool := testinfra.NewPool(t, testinfra.NewDatabase(t))
+	if err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	return pipeline.NewPayloads(pool, 0, maxPerDay, enrichment.Charge), &calls
+}
+
+func payWith(calls *int, raw string, err error) func(context.Context) (json.RawMessage, error) {
+	return func(context.Context) (json.RawMessage, error) {
+		*calls++
+		if err != nil {
+			return nil, err
+		}
+		return json.RawMessage(raw), nil
+	}
+}
+
+func statuses(t *testing.T, p *pipeline.Payloads) string {
+	t.Helper()
+	var s string
+	if err := p.Pool.QueryRow(context.Background(), `SELECT coalesce(string_agg(status, ',' ORDER BY attempt_id), '') FROM pipeline.workapi_attempts WHERE cpf = $1`, cpf).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var person = `{"DadosBasicos":{"cpf":"31860457207","nome":"X"}}`
+
+// A lost reply was charged: it is on record, and only it is repeated.
+func TestLostReplyIsChargedAndRepeatedOnce(t *testing.T) {
+	p, calls := newPayloads(t, 5)
+	ctx := context.Background()
+	reuse := pipeline.Reuse{MaxAge: time.Hour}
+	_, _, err := p.Fetch(ctx, cpf, reuse, payWith(calls, "", failure.Transient("workapi.cpf", context.DeadlineExceeded)))
+	if !failure.Is(err, failure.KindTransient) {
+		t.Fatalf("lost reply: err %v, want transient", err)
+	}
+	raw, paid, err := p.Fetch(ctx, cpf, reuse, payWith(calls, person, nil))
+	if err != nil || !paid || string(raw) != person {
+		t.Fatalf("second try: %s %v %v", raw, paid, err)
+	}
+	if _, paid, err := p.Fetch(ctx, cpf, reuse, payWith(calls, person, nil)); err != nil || paid {
+		t.Fatalf("third fetch paid=%v err=%v, want the stored payload", paid, err)
+	}
+	if *calls != 2 || statuses(t, p) != "lost,answered" {
+		t.Fatalf("%d calls, attempts %q; want 2 and lost,answered", *calls, statuses(t, p))
+	}
+	if n, _ := p.Attempts(ctx, cpf); n != 2 {
+		t.Fatalf("%d charged attempts, want 2", n)
+	}
+}
+
+// A call that never reached the API costs nothing and does not count
+// toward the cap; charged attempts past the cap are refused before paying.
+func TestCapCountsOnlyChargedAttempts(t *testing.T) {
+	p, calls := newPayloads(t, 2)
+	ctx := context.Background()
+	reuse := pipeline.Reuse{MaxAge: time.Hour}
+	for range 3 {
+		_, _, err := p.Fetch(ctx, cpf, reuse, payWith(calls, "", failure.Transient("workapi.cpf", httpx.ErrBreakerOpen)))
+		if !failure.Is(err, failure.KindTransient) {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		_, _, _ = p.Fetch(ctx, cpf, reuse, payWith(calls, "", failure.Transient("workapi.cpf", errors.New("502"))))
+	}
+	_, _, err := p.Fetch(ctx, cpf, reuse, payWith(calls, person, nil))
+	if !errors.Is(err, pipeline.ErrPaidAttemptsExhausted) || failure.ShouldNack(err) {
+		t.Fatalf("past the cap: err %v, want a permanent ErrPaidAttemptsExhausted", err)
+	}
+	if *calls != 5 || statuses(t, p) != "not_charged,not_charged,not_charged,lost,lost" {
+		t.Fatalf("%d calls, attempts %q", *calls, statuses(t, p))
+	}
+}
+
+// An attempt whose process died (still "started") was charged.
+func TestStartedAttemptCountsAsCharged(t *testing.T) {
+	p, calls := newPayloads(t, 1)
+	ctx := context.Background()
+	if _, err := p.Pool.Exec(ctx, `INSERT INTO pipeline.workapi_attempts (cpf) VALUES ($1)`, cpf); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := p.Fetch(ctx, cpf, pipeline.Reuse{MaxAge: time.Hour}, payWith(calls, person, nil))
+	if !errors.Is(err, pipeline.ErrPaidAttemptsExhausted) || *calls != 0 {
+		t.Fatalf("err %v after %d calls, want the cap before paying", err, *calls)
+	}
+}
+
+// "Nobody" was an answer: it is reused like a payload, not paid again.
+func TestNotFoundIsRemembered(t *testing.T) {
+	p, calls := newPayloads(t, 5)
+	ctx := context.Background()
+	reuse := pipeline.Reuse{MaxAge: time.Hour}
+	for range 2 {
+		_, _, err := p.Fetch(ctx, cpf, reuse, payWith(calls, "", failure.NotFound("workapi.cpf")))
+		if !failure.Is(err, failure.KindNotFound) {
+			t.Fatalf("err %v, want not found", err)
+		}
+	}
+	if *calls != 1 || statuses(t, p) != "not_found" {
+		t.Fatalf("%d calls, attempts %q; want 1 and not_found", *calls, statuses(t, p))
+	}
+}
+
+// A refresh is done once a payload was fetched after it began: its
+// redelivery reuses that payload.
+func TestRefreshPaysOncePerRefresh(t *testing.T) {
+	p, calls := newPayloads(t, 5)
+	ctx := context.Background()
+	if _, _, err := p.Fetch(ctx, cpf, pipeline.Reuse{MaxAge: time.Hour}, payWith(calls, person, nil)); err != nil {
+		t.Fatal(err)
+	}
+	var dbNow time.Time
+	if err := p.Pool.QueryRow(ctx, `SELECT now()`).Scan(&dbNow); err != nil {
+		t.Fatal(err)
+	}
+	refresh := pipeline.Reuse{FetchedAfter: dbNow}
+	for i := range 3 {
+		_, paid, err := p.Fetch(ctx, cpf, refresh, payWith(calls, person, nil))
+		if err != nil || paid != (i == 0) {
+			t.Fatalf("refresh delivery %d: paid=%v err=%v", i, paid, err)
+		}
+	}
+	if *calls != 2 {
+		t.Fatalf("%d calls, want 2 (the first fetch and one refresh)", *calls)
+	}
+}
+
+// Any JSON the API returns is stored, including what jsonb refuses as sent;
+// a reply that is not JSON at all is a storage failure, never "no data".
+func TestEveryJSONIsStorable(t *testing.T) {
+	p, calls := newPayloads(t, 5)
+	ctx := context.Background()
+	odd := `{"DadosBasicos":{"cpf":"31860457207","nome":"A\ud800B\u0000"}}`
+	raw, paid, err := p.Fetch(ctx, cpf, pipeline.Reuse{MaxAge: time.Hour}, payWith(calls, odd, nil))
+	if err != nil || !paid || !json.Valid(raw) {
+		t.Fatalf("odd payload: %s %v %v", raw, paid, err)
+	}
+	_, _, err = p.Fetch(ctx, "52998224725", pipeline.Reuse{MaxAge: time.Hour}, payWith(calls, `{"cut":`, nil))
+	if err == nil || failure.Is(err, failure.KindNotFound) {
+		t.Fatalf("unstorable reply: err %v, want a storage failure", err)
+	}
+}
