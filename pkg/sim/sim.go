@@ -46,10 +46,17 @@ type Config struct {
 	DiretrixNotFound404 bool
 	// GatewayTimeout bounds the gateway's call to C2S; default 5s, then 502.
 	GatewayTimeout time.Duration
-	// MaxRequests is how many requests each simulator's log keeps; default 100000.
+	// MaxRequests is how many requests each simulator's log keeps, and how
+	// many admission times each rate-limit bucket keeps; default 100000.
 	MaxRequests int
 
 	Faults FaultSet // faults from the start
+	// Limits are token buckets per credential from the start (none by
+	// default). C2S's is shared with the gateway.
+	Limits LimitSet
+	// Now is the rate limits' clock; default time.Now. A test may pass a
+	// fake clock it advances by hand.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -130,11 +137,17 @@ func New(cfg Config) *Sims {
 	s := &Sims{Config: cfg, stop: make(chan struct{})}
 	s.Pop = NewPopulation(cfg)
 	seed := uint64(cfg.Seed)
-	s.C2S = newC2S(newBase("c2s", seed+1, cfg.Faults.C2S, cfg.MaxRequests, s.stop, c2sError), s.Pop, cfg.C2SToken)
-	s.Gateway = newGateway(newBase("gateway", seed+2, cfg.Faults.Gateway, cfg.MaxRequests, s.stop, detail), s.C2S, cfg.GatewayTimeout)
-	s.Diretrix = newDiretrix(newBase("diretrix", seed+3, cfg.Faults.Diretrix, cfg.MaxRequests, s.stop, diretrixError),
+	lim := func(l Limit) *Limiter { return newLimiter(l, cfg.Now, cfg.MaxRequests) }
+	c2sLim := lim(cfg.Limits.C2S)
+	s.C2S = newC2S(newBase("c2s", seed+1, cfg.Faults.C2S, cfg.MaxRequests, s.stop, c2sError).withLimiter(c2sLim, true),
+		s.Pop, cfg.C2SToken)
+	// The gateway spends the C2S token: C2S checks the shared bucket when
+	// the gateway forwards; the gateway only shows it.
+	s.Gateway = newGateway(newBase("gateway", seed+2, cfg.Faults.Gateway, cfg.MaxRequests, s.stop, detail).withLimiter(c2sLim, false),
+		s.C2S, cfg.GatewayTimeout)
+	s.Diretrix = newDiretrix(newBase("diretrix", seed+3, cfg.Faults.Diretrix, cfg.MaxRequests, s.stop, diretrixError).withLimiter(lim(cfg.Limits.Diretrix), true),
 		s.Pop, cfg.DiretrixUser, cfg.DiretrixPass, cfg.DiretrixNotFound404)
-	s.WorkAPI = newWorkAPI(newBase("workapi", seed+4, cfg.Faults.WorkAPI, cfg.MaxRequests, s.stop, workError),
+	s.WorkAPI = newWorkAPI(newBase("workapi", seed+4, cfg.Faults.WorkAPI, cfg.MaxRequests, s.stop, workError).withLimiter(lim(cfg.Limits.WorkAPI), true),
 		s.Pop, cfg.WorkToken, cfg.WorkAPIPath, cfg.WorkModules)
 	return s
 }
@@ -257,4 +270,11 @@ type Controls interface {
 	Requests() []Request
 	RequestCount() int64
 	Reset()
+	// Lost replies and the rate limit.
+	LostReplies() int64
+	RateLimited() int64
+	Stats() Stats
+	Limiter() *Limiter
+	SetLimit(Limit)
+	Limit() Limit
 }
