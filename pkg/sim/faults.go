@@ -154,17 +154,20 @@ type decision struct {
 // under a mutex keeps a run reproducible for a given request order; the
 // atomic flag keeps the healthy path free of the mutex.
 type injector struct {
-	mu     sync.Mutex
-	f      Faults
-	rng    *rand.Rand
-	active atomic.Bool
+	mu  sync.Mutex
+	f   Faults
+	rng *rand.Rand
+	// lostRng draws the lost-reply modes, so setting them leaves the
+	// sequence of the other faults as it was.
+	lostRng *rand.Rand
+	active  atomic.Bool
 	// Modes read by the handlers without the mutex.
 	tokenExpired, outOfCredits, hideMessages atomic.Bool
 	stop                                     <-chan struct{}
 }
 
 func newInjector(seed uint64, f Faults, stop <-chan struct{}) *injector {
-	in := &injector{rng: rand.New(rand.NewPCG(seed, 0xfa017)), stop: stop}
+	in := &injector{rng: rand.New(rand.NewPCG(seed, 0xfa017)), lostRng: rand.New(rand.NewPCG(seed, 0x1057)), stop: stop}
 	in.set(f)
 	return in
 }
@@ -211,6 +214,7 @@ func (in *injector) decide() (d decision) {
 	// Draw only for configured rates so a setting's sequence does not depend
 	// on the others.
 	hit := func(rate float64) bool { return rate > 0 && in.rng.Float64() < rate }
+	lost := func(rate float64) bool { return rate > 0 && in.lostRng.Float64() < rate }
 	switch {
 	case f.Down:
 		d.kind, d.status = faultDown, f.DownStatus
@@ -230,11 +234,11 @@ func (in *injector) decide() (d decision) {
 		}
 	case hit(f.MalformedRate):
 		d.kind = faultMalformed
-	case hit(f.LostReply502Rate):
+	case lost(f.LostReply502Rate):
 		d.kind = faultLost502
-	case hit(f.LostReplyHangRate):
+	case lost(f.LostReplyHangRate):
 		d.kind = faultLostHang
-	case hit(f.LostReplyDropRate):
+	case lost(f.LostReplyDropRate):
 		d.kind = faultLostDrop
 	}
 	return d
