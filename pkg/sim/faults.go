@@ -398,6 +398,7 @@ func (b *base) handle(w http.ResponseWriter, r *http.Request, h http.Handler) {
 		if sw.fault == "" {
 			sw.fault = "timeout"
 		}
+		abortIfWaiting(w, r)
 		return
 	}
 	switch d.kind {
@@ -406,6 +407,7 @@ func (b *base) handle(w http.ResponseWriter, r *http.Request, h http.Handler) {
 		b.errBody(sw, d.status, "too many requests")
 	case faultHang:
 		b.inj.wait(r.Context(), 0)
+		abortIfWaiting(w, r)
 	case faultError:
 		b.errBody(sw, d.status, "internal server error")
 	case faultMalformed:
@@ -444,16 +446,32 @@ func (b *base) loseReply(w http.ResponseWriter, sw *statusWriter, r *http.Reques
 		io.WriteString(sw, body)
 	case faultLostHang:
 		b.inj.wait(r.Context(), 0)
+		abortIfWaiting(w, r)
 	case faultLostDrop:
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				conn.Close()
-				return
-			}
-		}
-		if _, inProcess := w.(*bufWriter); inProcess {
-			return // the gateway's C2S call: no answer at all
-		}
-		panic(http.ErrAbortHandler) // e.g. HTTP/2: the server resets the stream
+		abort(w)
 	}
+}
+
+// abortIfWaiting aborts a request whose wait the simulator cut short
+// (Close) while its client still waits; a client that left needs nothing.
+func abortIfWaiting(w http.ResponseWriter, r *http.Request) {
+	if r.Context().Err() == nil {
+		abort(w)
+	}
+}
+
+// abort ends a request without an answer: the connection is closed, so a
+// client still waiting (a hang released by Close) does not get an empty 200
+// from net/http.
+func abort(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	if _, inProcess := w.(*bufWriter); inProcess {
+		return // the gateway's C2S call: no answer at all
+	}
+	panic(http.ErrAbortHandler) // e.g. HTTP/2: the server resets the stream
 }

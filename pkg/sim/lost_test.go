@@ -378,3 +378,26 @@ func TestChargedCallsPerCPF(t *testing.T) {
 		t.Error("Reset kept lost counts")
 	}
 }
+
+// A reply held after the effect is released when the simulator closes.
+func TestLostHangReleasedByClose(t *testing.T) {
+	s := start(t, Config{Seed: 26, People: 20, Faults: FaultSet{Gateway: Faults{LostReplyHangRate: 1}}})
+	lead := s.Pop.Leads()[0].ID
+	errc := make(chan error, 1)
+	go func() {
+		res, err := fresh.Post(s.GatewayURL+"/leads/"+lead+"/messages", "application/json", strings.NewReader(`{"message":"oi"}`))
+		if err == nil {
+			res.Body.Close()
+			err = errors.New("answered " + res.Status)
+		}
+		errc <- err
+	}()
+	eventually(t, "the post", func() bool { return s.Gateway.LostReplies() == 1 })
+	s.Close()
+	if err := <-errc; err == nil || strings.HasPrefix(err.Error(), "answered") {
+		t.Errorf("client: %v, want the connection closed", err)
+	}
+	if s.C2S.MessageCount() != 1 {
+		t.Errorf("%d messages", s.C2S.MessageCount())
+	}
+}

@@ -4,10 +4,36 @@
 // simulator injects faults and records what it was asked, so tests,
 // benchmarks and local runs can check the product's behaviour and costs.
 //
-// Every simulator also serves admin endpoints under /_sim/: faults
-// (GET/PUT/PATCH/DELETE), requests, reset; C2S and the gateway add messages
-// (?lead=), C2S subscriptions and leads (with expected CPFs); the Work API
-// adds paid (?cpf=). The simulators log nothing.
+// Faults (see Faults) are set per simulator from Go (SetFaults,
+// UpdateFaults, Config.Faults) or over HTTP. Besides errors, hangs, 429
+// bursts, malformed bodies and outages, they include lost replies: a request
+// handled in full (the message posted, the Work API person served and
+// charged) whose reply is then lost as a 502, a hang or a dropped
+// connection (LostReplies counts them). LeadMessagesHidden makes the lead
+// document omit its messages, as the confirmed C2S document does.
+//
+// Rate limits (see Limit, Limiter) are token buckets per credential,
+// answering 429 with Retry-After and no effect when empty. C2S and the
+// gateway share one bucket per C2S token, as the real gateway spends the C2S
+// token; Diretrix (per user) and the Work API (per account token) have their
+// own. Every bucket records what it admitted, limit or not, so a test can
+// check that the product kept to a rate (Limiter.MaxAdmittedIn). Config.Now
+// gives the buckets a clock a test can drive.
+//
+// Every simulator also serves admin endpoints under /_sim/ (never faulted,
+// limited or logged):
+//   - faults: GET, PUT (replace), PATCH (merge), DELETE (healthy); the JSON
+//     keys of Faults
+//   - limits: GET (the limit, and per credential admitted, rejected and
+//     max_in_window; ?window=1m, ?times=1 for admission times), PUT, PATCH,
+//     DELETE (no limit); {"rate":10,"per":"1m","burst":10}. The gateway's is
+//     the shared C2S bucket.
+//   - stats: {"requests","lost_replies","rate_limited"}
+//   - requests (?limit=N), POST reset
+//
+// C2S and the gateway add messages (?lead=); C2S adds subscriptions and leads
+// (with expected CPFs); the Work API adds paid (?cpf=): charged calls per CPF
+// and how many of them lost their reply. The simulators log nothing.
 package sim
 
 import (
