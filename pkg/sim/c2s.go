@@ -43,6 +43,13 @@ type C2S struct {
 
 func newC2S(b base, pop *Population, token string) *C2S {
 	c := &C2S{base: b, pop: pop, token: token, mux: http.NewServeMux()}
+	c.cred = func(r *http.Request) string {
+		if c.tokenOK(r) {
+			return c.token
+		}
+		return ""
+	}
+	c.resets = append(c.resets, c.lim.Reset)
 	c.routes()
 	c.resets = append(c.resets, c.resetState)
 	c.resetState()
@@ -88,16 +95,33 @@ func c2sError(w http.ResponseWriter, status int, msg string) {
 // auth accepts the token in Authorization or Authentication, the two
 // spellings integrators use.
 func (c *C2S) auth(h http.HandlerFunc) http.HandlerFunc {
-	want := "bearer " + c.token
 	return func(w http.ResponseWriter, r *http.Request) {
-		for _, k := range []string{"Authorization", "Authentication"} {
-			if v := r.Header.Get(k); len(v) == len(want) && strings.EqualFold(v[:7], want[:7]) && v[7:] == c.token {
-				h(w, r)
-				return
-			}
+		if c.tokenOK(r) {
+			h(w, r)
+			return
 		}
 		c2sError(w, http.StatusUnauthorized, "Unauthorized")
 	}
+}
+
+func (c *C2S) tokenOK(r *http.Request) bool {
+	const scheme = "bearer "
+	for _, k := range []string{"Authorization", "Authentication"} {
+		if v := r.Header.Get(k); len(v) == len(scheme)+len(c.token) && strings.EqualFold(v[:len(scheme)], scheme) && v[len(scheme):] == c.token {
+			return true
+		}
+	}
+	return false
+}
+
+// hideMessages reports whether the lead document leaves messages out: set
+// on C2S, or on the gateway making this call.
+func (c *C2S) hideMessages(r *http.Request) bool {
+	if c.inj.hideMessages.Load() {
+		return true
+	}
+	n := noteFrom(r.Context())
+	return n != nil && n.hideMessages
 }
 
 func (c *C2S) getLead(w http.ResponseWriter, r *http.Request) {
@@ -106,16 +130,19 @@ func (c *C2S) getLead(w http.ResponseWriter, r *http.Request) {
 		c2sError(w, http.StatusNotFound, "Lead not found")
 		return
 	}
-	writeRaw(w, http.StatusOK, c.render(e))
+	writeRaw(w, http.StatusOK, c.render(e, c.hideMessages(r)))
 }
 
-// render returns the lead document with the messages posted so far. A lead
-// nobody touched is served from its pre-rendered bytes.
-func (c *C2S) render(e *leadEntry) []byte {
+// render returns the lead document with the messages posted so far (none
+// when hide). A lead nobody touched is served from its pre-rendered bytes.
+func (c *C2S) render(e *leadEntry, hide bool) []byte {
 	c.mu.Lock()
 	msgs := c.msgs[e.ID] // append-only: the prefix stays valid after unlock
 	patch := c.patches[e.ID]
 	c.mu.Unlock()
+	if hide {
+		msgs = nil
+	}
 	if len(msgs) == 0 && patch == nil {
 		return e.Doc
 	}
@@ -198,7 +225,7 @@ func (c *C2S) patchLead(w http.ResponseWriter, r *http.Request) {
 	maps.Copy(p, body.Data.Attributes)
 	c.patches[e.ID] = p
 	c.mu.Unlock()
-	writeRaw(w, http.StatusOK, c.render(e))
+	writeRaw(w, http.StatusOK, c.render(e, c.hideMessages(r)))
 }
 
 func (c *C2S) subscribe(on bool) http.HandlerFunc {

@@ -21,6 +21,13 @@ func newDiretrix(b base, pop *Population, user, pass string, notFound404 bool) *
 	if notFound404 {
 		d.notFound = http.StatusNotFound
 	}
+	d.cred = func(r *http.Request) string {
+		if d.credsOK(r) {
+			return d.user
+		}
+		return ""
+	}
+	d.resets = append(d.resets, d.lim.Reset)
 	d.routes()
 	d.mux.HandleFunc("GET /Consultas/Pessoa/Telefone/{phone}", d.auth(d.byPhone))
 	d.mux.HandleFunc("GET /Consultas/Pessoa/Email/{email}", d.auth(d.byEmail))
@@ -35,15 +42,19 @@ func diretrixError(w http.ResponseWriter, status int, msg string) {
 
 func (d *Diretrix) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, p, ok := r.BasicAuth()
-		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(d.user)) != 1 ||
-			subtle.ConstantTimeCompare([]byte(p), []byte(d.pass)) != 1 {
+		if !d.credsOK(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="Diretrix"`)
 			diretrixError(w, http.StatusUnauthorized, "Authorization has been denied for this request.")
 			return
 		}
 		h(w, r)
 	}
+}
+
+func (d *Diretrix) credsOK(r *http.Request) bool {
+	u, p, ok := r.BasicAuth()
+	return ok && subtle.ConstantTimeCompare([]byte(u), []byte(d.user)) == 1 &&
+		subtle.ConstantTimeCompare([]byte(p), []byte(d.pass)) == 1
 }
 
 // byPhone matches the path exactly: clients must normalise (DDD+number), as

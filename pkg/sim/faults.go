@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,9 +43,31 @@ type Faults struct {
 	Down       bool `json:"down"`
 	DownStatus int  `json:"down_status"`
 	// Work API only: every call answers HTTP 200 with error_token.json or
-	// error_credits.json.
+	// error_credits.json, and is not paid. Either can be switched on and off
+	// at any time (SetFaults/UpdateFaults, PATCH /_sim/faults) to make a
+	// window of outage.
 	TokenExpired bool `json:"token_expired"`
 	OutOfCredits bool `json:"out_of_credits"`
+
+	// Lost replies: the share of requests that are fully handled (a message
+	// IS posted, a Work API person IS served and paid) and whose reply is
+	// then lost. LostReply502Rate answers 502 instead (the gateway a FastAPI
+	// {"detail":...}, the others a plain-text proxy page);
+	// LostReplyHangRate holds the answer until the client gives up or the
+	// simulator closes; LostReplyDropRate closes the connection without an
+	// answer. Counted by LostReplies; the request log marks them lost_502,
+	// lost_hang, lost_drop with the handler's status in Handled. Drawn after
+	// the faults above, so a request gets at most one fault.
+	LostReply502Rate  float64 `json:"lost_reply_502_rate"`
+	LostReplyHangRate float64 `json:"lost_reply_hang_rate"`
+	LostReplyDropRate float64 `json:"lost_reply_drop_rate"`
+
+	// LeadMessagesHidden (C2S and gateway) leaves the messages list out of
+	// the lead document (GET and PATCH answers), as the confirmed C2S
+	// document does, so a client cannot check what it already posted. Off,
+	// a lead with messages lists them in data.attributes.messages. Set on
+	// C2S it shows through the gateway too.
+	LeadMessagesHidden bool `json:"lead_messages_hidden"`
 }
 
 // MarshalJSON writes durations as Go duration strings.
@@ -112,9 +136,12 @@ const (
 	faultHang
 	faultError
 	faultMalformed
+	faultLost502
+	faultLostHang
+	faultLostDrop
 )
 
-var faultNames = [...]string{"", "down", "429", "hang", "error", "malformed"}
+var faultNames = [...]string{"", "down", "429", "hang", "error", "malformed", "lost_502", "lost_hang", "lost_drop"}
 
 type decision struct {
 	kind       faultKind
@@ -127,17 +154,20 @@ type decision struct {
 // under a mutex keeps a run reproducible for a given request order; the
 // atomic flag keeps the healthy path free of the mutex.
 type injector struct {
-	mu     sync.Mutex
-	f      Faults
-	rng    *rand.Rand
-	active atomic.Bool
-	// Work API modes, read by its handler without the mutex.
-	tokenExpired, outOfCredits atomic.Bool
-	stop                       <-chan struct{}
+	mu  sync.Mutex
+	f   Faults
+	rng *rand.Rand
+	// lostRng draws the lost-reply modes, so setting them leaves the
+	// sequence of the other faults as it was.
+	lostRng *rand.Rand
+	active  atomic.Bool
+	// Modes read by the handlers without the mutex.
+	tokenExpired, outOfCredits, hideMessages atomic.Bool
+	stop                                     <-chan struct{}
 }
 
 func newInjector(seed uint64, f Faults, stop <-chan struct{}) *injector {
-	in := &injector{rng: rand.New(rand.NewPCG(seed, 0xfa017)), stop: stop}
+	in := &injector{rng: rand.New(rand.NewPCG(seed, 0xfa017)), lostRng: rand.New(rand.NewPCG(seed, 0x1057)), stop: stop}
 	in.set(f)
 	return in
 }
@@ -153,6 +183,7 @@ func (in *injector) setLocked(f Faults) {
 	in.active.Store(f != Faults{})
 	in.tokenExpired.Store(f.TokenExpired)
 	in.outOfCredits.Store(f.OutOfCredits)
+	in.hideMessages.Store(f.LeadMessagesHidden)
 }
 
 func (in *injector) get() Faults {
@@ -183,6 +214,7 @@ func (in *injector) decide() (d decision) {
 	// Draw only for configured rates so a setting's sequence does not depend
 	// on the others.
 	hit := func(rate float64) bool { return rate > 0 && in.rng.Float64() < rate }
+	lost := func(rate float64) bool { return rate > 0 && in.lostRng.Float64() < rate }
 	switch {
 	case f.Down:
 		d.kind, d.status = faultDown, f.DownStatus
@@ -202,6 +234,12 @@ func (in *injector) decide() (d decision) {
 		}
 	case hit(f.MalformedRate):
 		d.kind = faultMalformed
+	case lost(f.LostReply502Rate):
+		d.kind = faultLost502
+	case lost(f.LostReplyHangRate):
+		d.kind = faultLostHang
+	case lost(f.LostReplyDropRate):
+		d.kind = faultLostDrop
 	}
 	return d
 }
@@ -228,8 +266,9 @@ func (in *injector) wait(ctx context.Context, d time.Duration) bool {
 // fault label a handler may set (Work API token/credit modes).
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	fault  string
+	status  int
+	fault   string
+	handled int // lost replies: what the handler answered
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -291,7 +330,29 @@ func (b *bufWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// handle runs one request through faults, the handler and the log.
+// callNote carries facts between a caller and a handler it runs in
+// process: the gateway and its C2S call, handle and a handler whose reply it
+// is going to lose.
+type callNote struct {
+	rateLimited  bool   // C2S: the bucket refused the gateway's call
+	hideMessages bool   // gateway: leave messages out of the lead document
+	charged      string // Work API: the CPF the handler charged
+}
+
+type noteKey struct{}
+
+func noteFrom(ctx context.Context) *callNote {
+	n, _ := ctx.Value(noteKey{}).(*callNote)
+	return n
+}
+
+func withNote(ctx context.Context, n *callNote) context.Context {
+	return context.WithValue(ctx, noteKey{}, n)
+}
+
+// handle runs one request through faults, the rate limit, the handler and
+// the log, in this order: Down, the limit (not for an injected 429),
+// latency, then the drawn fault or the handler.
 func (b *base) handle(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	if strings.HasPrefix(r.URL.Path, "/_sim/") {
 		b.admin.ServeHTTP(w, r)
@@ -303,7 +364,7 @@ func (b *base) handle(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	if d.kind != faultNone {
 		sw.fault = faultNames[d.kind]
 	}
-	defer func() { b.rec.add(r, start, sw.status, sw.fault) }()
+	defer func() { b.rec.add(r, start, sw.status, sw.fault, sw.handled) }()
 
 	if d.kind == faultDown {
 		if d.status == 0 {
@@ -318,10 +379,26 @@ func (b *base) handle(w http.ResponseWriter, r *http.Request, h http.Handler) {
 		b.errBody(sw, d.status, "service unavailable")
 		return
 	}
+	if d.kind != fault429 && b.enforce {
+		if cred := b.cred(r); cred != "" {
+			if ok, wait := b.lim.take(cred); !ok {
+				sw.fault = "rate_limit"
+				if n := noteFrom(r.Context()); n != nil && via(r.Context()) == "gateway" {
+					n.rateLimited = true // the gateway counts what it passes on
+				} else {
+					b.rec.rateLimited.Add(1)
+				}
+				sw.Header().Set("Retry-After", strconv.Itoa(wait))
+				b.errBody(sw, http.StatusTooManyRequests, "too many requests")
+				return
+			}
+		}
+	}
 	if d.latency > 0 && !b.inj.wait(r.Context(), d.latency) {
 		if sw.fault == "" {
 			sw.fault = "timeout"
 		}
+		abortIfWaiting(w, r)
 		return
 	}
 	switch d.kind {
@@ -330,6 +407,7 @@ func (b *base) handle(w http.ResponseWriter, r *http.Request, h http.Handler) {
 		b.errBody(sw, d.status, "too many requests")
 	case faultHang:
 		b.inj.wait(r.Context(), 0)
+		abortIfWaiting(w, r)
 	case faultError:
 		b.errBody(sw, d.status, "internal server error")
 	case faultMalformed:
@@ -338,7 +416,62 @@ func (b *base) handle(w http.ResponseWriter, r *http.Request, h http.Handler) {
 		sw.Header().Del("Content-Length")
 		sw.WriteHeader(max(bw.status, http.StatusOK))
 		sw.Write(bw.body[:len(bw.body)/2])
+	case faultLost502, faultLostHang, faultLostDrop:
+		b.loseReply(w, sw, r, h, d.kind)
 	default:
 		h.ServeHTTP(sw, r)
 	}
+}
+
+// loseReply serves the request in full, out of sight, then loses the reply.
+func (b *base) loseReply(w http.ResponseWriter, sw *statusWriter, r *http.Request, h http.Handler, kind faultKind) {
+	note := &callNote{}
+	bw := newBufWriter()
+	h.ServeHTTP(bw, r.WithContext(withNote(r.Context(), note)))
+	sw.handled = max(bw.status, http.StatusOK)
+	b.rec.lost.Add(1)
+	if note.charged != "" && b.lostCharge != nil {
+		b.lostCharge(note.charged)
+	}
+	switch kind {
+	case faultLost502:
+		if b.name == "gateway" {
+			b.errBody(sw, http.StatusBadGateway, "Bad Gateway")
+			return
+		}
+		body := "502 Bad Gateway\n"
+		sw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		sw.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		sw.WriteHeader(http.StatusBadGateway)
+		io.WriteString(sw, body)
+	case faultLostHang:
+		b.inj.wait(r.Context(), 0)
+		abortIfWaiting(w, r)
+	case faultLostDrop:
+		abort(w)
+	}
+}
+
+// abortIfWaiting aborts a request whose wait the simulator cut short
+// (Close) while its client still waits; a client that left needs nothing.
+func abortIfWaiting(w http.ResponseWriter, r *http.Request) {
+	if r.Context().Err() == nil {
+		abort(w)
+	}
+}
+
+// abort ends a request without an answer: the connection is closed, so a
+// client still waiting (a hang released by Close) does not get an empty 200
+// from net/http.
+func abort(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	if _, inProcess := w.(*bufWriter); inProcess {
+		return // the gateway's C2S call: no answer at all
+	}
+	panic(http.ErrAbortHandler) // e.g. HTTP/2: the server resets the stream
 }

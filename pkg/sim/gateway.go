@@ -11,8 +11,12 @@ import (
 )
 
 // Gateway simulates the C2S gateway (a FastAPI service). It calls the C2S
-// simulator in process, so C2S faults show through it the way the real
-// gateway reports them, and messages land in the C2S message store.
+// simulator in process with the C2S token, so C2S faults and the C2S rate
+// limit (one bucket per token, shared with direct callers) show through it
+// the way the real gateway reports them, and messages land in the C2S
+// message store. Its own faults apply before it forwards (nothing reaches
+// C2S: e.g. Down with DownStatus 503) or, for lost replies, after C2S
+// answered.
 type Gateway struct {
 	base
 	c2s     *C2S
@@ -85,7 +89,8 @@ func (g *Gateway) patch(w http.ResponseWriter, r *http.Request) {
 // upstream makes the C2S call and maps its outcome the way the gateway
 // does: 404 and 429 pass through, any other failure is a 502.
 func (g *Gateway) upstream(w http.ResponseWriter, r *http.Request, method, path string, body []byte, okStatus int) {
-	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), viaKey, "gateway"), g.timeout)
+	note := &callNote{hideMessages: g.inj.hideMessages.Load()}
+	ctx, cancel := context.WithTimeout(withNote(context.WithValue(r.Context(), viaKey, "gateway"), note), g.timeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+g.c2s.token)
@@ -98,6 +103,10 @@ func (g *Gateway) upstream(w http.ResponseWriter, r *http.Request, method, path 
 	case st == http.StatusNotFound:
 		detail(w, http.StatusNotFound, "Lead not found")
 	case st == http.StatusTooManyRequests:
+		if note.rateLimited {
+			markFault(w, "rate_limit")
+			g.rec.rateLimited.Add(1)
+		}
 		if ra := bw.h.Get("Retry-After"); ra != "" {
 			w.Header().Set("Retry-After", ra)
 		}

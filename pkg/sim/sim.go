@@ -4,10 +4,36 @@
 // simulator injects faults and records what it was asked, so tests,
 // benchmarks and local runs can check the product's behaviour and costs.
 //
-// Every simulator also serves admin endpoints under /_sim/: faults
-// (GET/PUT/PATCH/DELETE), requests, reset; C2S and the gateway add messages
-// (?lead=), C2S subscriptions and leads (with expected CPFs); the Work API
-// adds paid (?cpf=). The simulators log nothing.
+// Faults (see Faults) are set per simulator from Go (SetFaults,
+// UpdateFaults, Config.Faults) or over HTTP. Besides errors, hangs, 429
+// bursts, malformed bodies and outages, they include lost replies: a request
+// handled in full (the message posted, the Work API person served and
+// charged) whose reply is then lost as a 502, a hang or a dropped
+// connection (LostReplies counts them). LeadMessagesHidden makes the lead
+// document omit its messages, as the confirmed C2S document does.
+//
+// Rate limits (see Limit, Limiter) are token buckets per credential,
+// answering 429 with Retry-After and no effect when empty. C2S and the
+// gateway share one bucket per C2S token, as the real gateway spends the C2S
+// token; Diretrix (per user) and the Work API (per account token) have their
+// own. Every bucket records what it admitted, limit or not, so a test can
+// check that the product kept to a rate (Limiter.MaxAdmittedIn). Config.Now
+// gives the buckets a clock a test can drive.
+//
+// Every simulator also serves admin endpoints under /_sim/ (never faulted,
+// limited or logged):
+//   - faults: GET, PUT (replace), PATCH (merge), DELETE (healthy); the JSON
+//     keys of Faults
+//   - limits: GET (the limit, and per credential admitted, rejected and
+//     max_in_window; ?window=1m, ?times=1 for admission times), PUT, PATCH,
+//     DELETE (no limit); {"rate":10,"per":"1m","burst":10}. The gateway's is
+//     the shared C2S bucket.
+//   - stats: {"requests","lost_replies","rate_limited"}
+//   - requests (?limit=N), POST reset
+//
+// C2S and the gateway add messages (?lead=); C2S adds subscriptions and leads
+// (with expected CPFs); the Work API adds paid (?cpf=): charged calls per CPF
+// and how many of them lost their reply. The simulators log nothing.
 package sim
 
 import (
@@ -46,10 +72,17 @@ type Config struct {
 	DiretrixNotFound404 bool
 	// GatewayTimeout bounds the gateway's call to C2S; default 5s, then 502.
 	GatewayTimeout time.Duration
-	// MaxRequests is how many requests each simulator's log keeps; default 100000.
+	// MaxRequests is how many requests each simulator's log keeps, and how
+	// many admission times each rate-limit bucket keeps; default 100000.
 	MaxRequests int
 
 	Faults FaultSet // faults from the start
+	// Limits are token buckets per credential from the start (none by
+	// default). C2S's is shared with the gateway.
+	Limits LimitSet
+	// Now is the rate limits' clock; default time.Now. A test may pass a
+	// fake clock it advances by hand.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -130,11 +163,17 @@ func New(cfg Config) *Sims {
 	s := &Sims{Config: cfg, stop: make(chan struct{})}
 	s.Pop = NewPopulation(cfg)
 	seed := uint64(cfg.Seed)
-	s.C2S = newC2S(newBase("c2s", seed+1, cfg.Faults.C2S, cfg.MaxRequests, s.stop, c2sError), s.Pop, cfg.C2SToken)
-	s.Gateway = newGateway(newBase("gateway", seed+2, cfg.Faults.Gateway, cfg.MaxRequests, s.stop, detail), s.C2S, cfg.GatewayTimeout)
-	s.Diretrix = newDiretrix(newBase("diretrix", seed+3, cfg.Faults.Diretrix, cfg.MaxRequests, s.stop, diretrixError),
+	lim := func(l Limit) *Limiter { return newLimiter(l, cfg.Now, cfg.MaxRequests) }
+	c2sLim := lim(cfg.Limits.C2S)
+	s.C2S = newC2S(newBase("c2s", seed+1, cfg.Faults.C2S, cfg.MaxRequests, s.stop, c2sError).withLimiter(c2sLim, true),
+		s.Pop, cfg.C2SToken)
+	// The gateway spends the C2S token: C2S checks the shared bucket when
+	// the gateway forwards; the gateway only shows it.
+	s.Gateway = newGateway(newBase("gateway", seed+2, cfg.Faults.Gateway, cfg.MaxRequests, s.stop, detail).withLimiter(c2sLim, false),
+		s.C2S, cfg.GatewayTimeout)
+	s.Diretrix = newDiretrix(newBase("diretrix", seed+3, cfg.Faults.Diretrix, cfg.MaxRequests, s.stop, diretrixError).withLimiter(lim(cfg.Limits.Diretrix), true),
 		s.Pop, cfg.DiretrixUser, cfg.DiretrixPass, cfg.DiretrixNotFound404)
-	s.WorkAPI = newWorkAPI(newBase("workapi", seed+4, cfg.Faults.WorkAPI, cfg.MaxRequests, s.stop, workError),
+	s.WorkAPI = newWorkAPI(newBase("workapi", seed+4, cfg.Faults.WorkAPI, cfg.MaxRequests, s.stop, workError).withLimiter(lim(cfg.Limits.WorkAPI), true),
 		s.Pop, cfg.WorkToken, cfg.WorkAPIPath, cfg.WorkModules)
 	return s
 }
@@ -257,4 +296,11 @@ type Controls interface {
 	Requests() []Request
 	RequestCount() int64
 	Reset()
+	// Lost replies and the rate limit.
+	LostReplies() int64
+	RateLimited() int64
+	Stats() Stats
+	Limiter() *Limiter
+	SetLimit(Limit)
+	Limit() Limit
 }

@@ -413,7 +413,7 @@ func TestRecordingAndPaid(t *testing.T) {
 		t.Errorf("/_sim/paid = %+v", paid)
 	}
 	one := do(t, "GET", s.WorkAPIURL[:strings.LastIndex(s.WorkAPIURL, "/")]+"/_sim/paid?cpf="+p.CPF, "")
-	jsonEqual(t, one.body, []byte(`{"cpf":"`+p.CPF+`","calls":3}`))
+	jsonEqual(t, one.body, []byte(`{"cpf":"`+p.CPF+`","calls":3,"lost":0}`))
 	var log struct {
 		Total    int64     `json:"total"`
 		Requests []Request `json:"requests"`
@@ -455,7 +455,7 @@ func TestRequestRing(t *testing.T) {
 	s := New(Config{People: -1, MaxRequests: 3})
 	for i := range 5 {
 		req, _ := http.NewRequest("GET", "/x"+string(rune('0'+i)), nil)
-		s.Diretrix.rec.add(req, time.Now(), 200, "")
+		s.Diretrix.rec.add(req, time.Now(), 200, "", 0)
 	}
 	got := s.Diretrix.Requests()
 	if len(got) != 3 || got[0].Path != "/x2" || got[2].Path != "/x4" || s.Diretrix.RequestCount() != 5 {

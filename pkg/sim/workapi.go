@@ -13,7 +13,10 @@ import (
 var WorkModules = []string{"cpf", "phone", "email", "nome", "cep", "cnpj", "titulo", "mae"}
 
 // WorkAPI simulates the paid enrichment API. Errors come back with HTTP 200
-// as the real one does; only a successful modulo=cpf person answer is paid.
+// as the real one does; only a successful modulo=cpf person answer is paid
+// (charged), and it is charged once served, even when its reply is then
+// lost. Its rate limit is one bucket for the account (the token); a 429
+// from it, like any fault answered before the handler, costs nothing.
 type WorkAPI struct {
 	base
 	pop      *Population
@@ -32,25 +35,40 @@ func newWorkAPI(b base, pop *Population, token, path string, modules []string) *
 		wa.modules[strings.ToLower(m)] = true
 	}
 	wa.rec.stripToken = true
+	wa.cred = func(r *http.Request) string {
+		if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(wa.token)) == 1 {
+			return wa.token
+		}
+		return ""
+	}
+	wa.lostCharge = wa.paid.addLost
 	wa.routes()
-	wa.resets = append(wa.resets, wa.paid.reset)
+	wa.resets = append(wa.resets, wa.paid.reset, wa.lim.Reset)
 	wa.admin.HandleFunc("GET /_sim/paid", func(w http.ResponseWriter, r *http.Request) {
 		if cpf := r.URL.Query().Get("cpf"); cpf != "" {
-			writeJSON(w, 200, obj{{"cpf", cpf}, {"calls", wa.PaidCalls(cpf)}})
+			writeJSON(w, 200, obj{{"cpf", cpf}, {"calls", wa.PaidCalls(cpf)}, {"lost", wa.LostPaidCalls(cpf)}})
 			return
 		}
-		writeJSON(w, 200, obj{{"total", wa.TotalPaidCalls()}, {"by_cpf", wa.Paid()}})
+		writeJSON(w, 200, obj{{"total", wa.TotalPaidCalls()}, {"by_cpf", wa.Paid()},
+			{"lost", wa.paid.lost.Load()}, {"lost_by_cpf", wa.paid.allLost()}})
 	})
 	return wa
 }
 
-// PaidCalls is how many paid person answers were served for cpf.
+// PaidCalls is how many calls were charged for cpf: modulo=cpf calls that
+// reached the handler and were served the person, whether or not the reply
+// reached the client. Refusals (bad or expired token, out of credits, a 429,
+// any fault answered before the handler) and erro answers cost nothing.
 func (wa *WorkAPI) PaidCalls(cpf string) int { return wa.paid.get(cpf) }
 
-// TotalPaidCalls is how many paid person answers were served in all.
+// LostPaidCalls is how many of cpf's charged calls had their reply lost
+// (lost_reply_* faults).
+func (wa *WorkAPI) LostPaidCalls(cpf string) int { return wa.paid.getLost(cpf) }
+
+// TotalPaidCalls is how many calls were charged in all.
 func (wa *WorkAPI) TotalPaidCalls() int64 { return wa.paid.total.Load() }
 
-// Paid returns paid answers per CPF.
+// Paid returns charged calls per CPF.
 func (wa *WorkAPI) Paid() map[string]int { return wa.paid.all() }
 
 // ServeHTTP answers at the mount path (default /api) and at the root.
@@ -107,6 +125,9 @@ func (wa *WorkAPI) serve(w http.ResponseWriter, r *http.Request) {
 		// Counted when served: the provider charges even if the body is
 		// then cut short on the way (malformed fault).
 		wa.paid.add(cpf)
+		if n := noteFrom(r.Context()); n != nil {
+			n.charged = cpf // its reply is going to be lost
+		}
 		writeRaw(w, http.StatusOK, x.Raw)
 	case "phone":
 		wa.candidates(w, wa.pop.PhoneCandidates(brdata.NormalizePhone(v)))
