@@ -888,7 +888,7 @@ func TestPromtool(t *testing.T) {
 		}
 	})
 	t.Run("test rules", func(t *testing.T) {
-		if out, err := run(t, "test", "rules", "observability/alerts_test.yml"); err != nil {
+		if out, err := run(t, "test", "rules", "observability/alerts_test.yml", "observability/alerts_hours_test.yml"); err != nil {
 			t.Fatalf("promtool test rules: %v\n%s", err, out)
 		}
 	})
