@@ -1245,13 +1245,12 @@ func TestComposeConfigValid(t *testing.T) {
 	} else {
 		t.Skip("neither `docker compose` nor docker-compose is installed")
 	}
-	for _, profile := range [][]string{nil, {"--profile", "cluster"}, {"--profile", "cluster", "--profile", "observability"}} {
-		args := append(append(append([]string{}, cmd[1:]...), "-f", "../docker-compose.yml", "--project-directory", ".."), profile...)
-		args = append(args, "config", "-q")
-		out, err := exec.Command(cmd[0], args...).CombinedOutput()
-		if err != nil {
-			t.Errorf("%s %s: %v\n%s", cmd[0], strings.Join(args, " "), err, out)
-		}
+	// Profiles only add services, so one run with every profile checks the
+	// default set too (one run: docker-compose v1 takes seconds per call).
+	args := append(append([]string{}, cmd[1:]...), "-f", "../docker-compose.yml", "--project-directory", "..",
+		"--profile", "cluster", "--profile", "observability", "--profile", "tools", "config", "-q")
+	if out, err := exec.Command(cmd[0], args...).CombinedOutput(); err != nil {
+		t.Errorf("%s %s: %v\n%s", cmd[0], strings.Join(args, " "), err, out)
 	}
 }
 
