@@ -126,6 +126,28 @@ func RetryAfterOf(err error) time.Duration {
 	return 0
 }
 
+// ErrUnavailable marks an outage: the upstream is known to be down (its
+// circuit breaker is open), which says nothing about the message at hand.
+// Errors wrapping it stay KindTransient.
+var ErrUnavailable = errors.New("upstream unavailable")
+
+// ShouldWait is the one decision that a failure is a wait, not a failure:
+// an outage, a rate limit or exhausted credits. The stage holding the
+// message waits (kept in progress, no delivery spent) and tries again; only
+// real failures count toward the message's deliveries.
+func ShouldWait(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch KindOf(err) {
+	case KindRateLimited, KindCreditsExhausted:
+		return true
+	case KindTransient:
+		return errors.Is(err, ErrUnavailable)
+	}
+	return false
+}
+
 // ShouldNack is the single ack/nak decision of the pipeline: true means
 // "nak and let JetStream redeliver with backoff", false means "this can never
 // succeed: ack it and dead-letter it". Unauthorized goes to the dead-letter

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,14 +110,14 @@ func deadLetters(t *testing.T, r *rig) []events.DeadLetter {
 func TestConsumerSettingsLiveOnTheServer(t *testing.T) {
 	r := newRig(t)
 	spec := DefaultConsumerSpec("resolver", events.SubjectReceived)
-	if err := EnsureConsumer(context.Background(), r.js, spec); err != nil {
+	if _, err := EnsureConsumer(context.Background(), r.js, spec); err != nil {
 		t.Fatal(err)
 	}
 	// Idempotent.
-	if err := EnsureConsumer(context.Background(), r.js, spec); err != nil {
+	if _, err := EnsureConsumer(context.Background(), r.js, spec); err != nil {
 		t.Fatal(err)
 	}
-	c, err := r.js.PushConsumer(context.Background(), events.StreamName, "resolver__leads_received")
+	c, err := r.js.Consumer(context.Background(), events.StreamName, "resolver__leads_received")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,9 +250,10 @@ func TestBackoffDelay(t *testing.T) {
 	}
 }
 
-func TestHandlersGetADeadlineInsideTheAckWait(t *testing.T) {
+func TestHandlersGetADeadlineOfMaxHold(t *testing.T) {
 	r := newRig(t)
 	spec := fastSpec(events.SubjectReceived)
+	spec.MaxHold = time.Minute
 	got := make(chan time.Duration, 1)
 	runRouter(t, r, spec, func(ctx context.Context, msg *message.Message) error {
 		d, ok := ctx.Deadline()
@@ -266,10 +269,186 @@ func TestHandlersGetADeadlineInsideTheAckWait(t *testing.T) {
 	}
 	select {
 	case left := <-got:
-		if left <= 0 || left > spec.AckWait {
-			t.Fatalf("handler deadline in %v, want within the ack wait %v", left, spec.AckWait)
+		if left <= spec.AckWait || left > spec.MaxHold {
+			t.Fatalf("handler deadline in %v, want past the ack wait %v and within MaxHold %v", left, spec.AckWait, spec.MaxHold)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("handler not called")
+	}
+}
+
+// A handler that waits (a rate budget, credits, a slow upstream) longer
+// than the ack wait keeps its message in progress: it is not redelivered
+// and uses one delivery.
+func TestWaitingCostsNoDelivery(t *testing.T) {
+	r := newRig(t)
+	spec := fastSpec(events.SubjectReceived)
+	spec.AckWait = time.Second
+	spec.BackOff = []time.Duration{time.Second, time.Second}
+	var calls atomic.Int32
+	var delivered atomic.Value
+	runRouter(t, r, spec, func(ctx context.Context, msg *message.Message) error {
+		calls.Add(1)
+		delivered.Store(msg.Metadata.Get(MetaDelivered))
+		select { // three ack waits
+		case <-time.After(3 * spec.AckWait):
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	if err := r.pub.Publish(context.Background(), received(t, "lead1", "x")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.js.Consumer(context.Background(), events.StreamName, DurableName(spec.Service, spec.Subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the message acked", func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.AckFloor.Stream == 1 && info.NumAckPending == 0
+	})
+	info, _ := c.Info(context.Background())
+	if calls.Load() != 1 || delivered.Load() != "1" || info.NumRedelivered != 0 {
+		t.Fatalf("handler ran %d times (delivery %v, %d redelivered), want once on the first delivery", calls.Load(), delivered.Load(), info.NumRedelivered)
+	}
+}
+
+// A backlog stays on the server: a process takes a message only when a
+// handler is free, so nothing waits in a client buffer burning its ack
+// wait.
+func TestBacklogStaysOnTheServer(t *testing.T) {
+	r := newRig(t)
+	spec := fastSpec(events.SubjectReceived)
+	spec.Workers = 2
+	release := make(chan struct{})
+	var running atomic.Int32
+	runRouter(t, r, spec, func(ctx context.Context, msg *message.Message) error {
+		running.Add(1)
+		<-release
+		return nil
+	})
+	for i := range 20 {
+		if err := r.pub.Publish(context.Background(), received(t, fmt.Sprintf("lead%d", i), "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := r.js.Consumer(context.Background(), events.StreamName, DurableName(spec.Service, spec.Subject))
+	waitFor(t, "both handlers busy", func() bool { return running.Load() == 2 })
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 2 || info.NumPending != 18 {
+		t.Fatalf("ack pending %d, pending %d: want 2 taken (one per free handler) and 18 left on the server", info.NumAckPending, info.NumPending)
+	}
+	close(release)
+	waitFor(t, "the backlog drained", func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.AckFloor.Stream == 20
+	})
+}
+
+// Stopping naks what a handler still holds after the grace period, so it
+// comes back at once instead of after the ack wait.
+func TestCloseNaksWhatIsStillHeld(t *testing.T) {
+	r := newRig(t)
+	spec := fastSpec(events.SubjectReceived)
+	spec.AckWait = time.Hour
+	spec.BackOff = []time.Duration{time.Hour, time.Hour}
+	router, err := NewRouter(r.nc, r.js, r.pub, "test", logging.New("test", "error", io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	router.Grace = 200 * time.Millisecond
+	started := make(chan struct{}, 1)
+	if err := router.Handle(context.Background(), spec, func(ctx context.Context, msg *message.Message) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return failure.Transient("test", ctx.Err())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = router.Run(context.Background()) }()
+	<-router.Running()
+	if err := r.pub.Publish(context.Background(), received(t, "lead1", "x")); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := router.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := r.js.Consumer(context.Background(), events.StreamName, DurableName(spec.Service, spec.Subject))
+	// Back on the server at once, not after the one-hour ack wait.
+	m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatalf("the held message did not come back: %v", err)
+	}
+	if md, _ := m.Metadata(); md == nil || md.NumDelivered != 2 {
+		t.Fatalf("redelivery metadata %+v, want the second delivery", md)
+	}
+	// And publishing still works after the stop.
+	if err := r.pub.Publish(context.Background(), received(t, "lead2", "x")); err != nil {
+		t.Fatalf("publish after Close: %v", err)
+	}
+}
+
+// Deliveries that run out with no handler answer (a crash or a hang every
+// time) still end in the dead letters, with the reason.
+func TestExhaustedWithoutAnswerIsDeadLettered(t *testing.T) {
+	r := newRig(t)
+	spec := fastSpec(events.SubjectReceived)
+	spec.AckWait = 300 * time.Millisecond
+	spec.BackOff = []time.Duration{300 * time.Millisecond, 300 * time.Millisecond}
+	spec.MaxHold = time.Nanosecond // never kept in progress: like a hung process
+	spec.Workers = spec.MaxDeliver + 1
+	hung := make(chan struct{})
+	runRouter(t, r, spec, func(ctx context.Context, msg *message.Message) error {
+		<-hung // never answers while the test runs
+		return nil
+	})
+	t.Cleanup(func() { close(hung) })
+	if err := r.pub.Publish(context.Background(), received(t, "lead1", "x")); err != nil {
+		t.Fatal(err)
+	}
+	var dls []events.DeadLetter
+	waitFor(t, "a dead letter for the exhausted message", func() bool { dls = deadLetters(t, r); return len(dls) == 1 })
+	if dls[0].Reason != ReasonExhausted || dls[0].LeadID != "lead1" || dls[0].Stage != DurableName(spec.Service, spec.Subject) {
+		t.Fatalf("dead letter = %+v", dls[0])
+	}
+}
+
+// An outage, a rate limit or exhausted credits is waited out in process:
+// the handler runs again on the same delivery, which is acked once it
+// succeeds; nothing moves the message toward the dead letters.
+func TestWaitsAreNotFailures(t *testing.T) {
+	r := newRig(t)
+	spec := fastSpec(events.SubjectReceived)
+	var calls atomic.Int32
+	var deliveries sync.Map
+	runRouter(t, r, spec, func(ctx context.Context, msg *message.Message) error {
+		n := calls.Add(1)
+		deliveries.Store(msg.Metadata.Get(MetaDelivered), true)
+		switch {
+		case n == 1:
+			return failure.Transient("test", fmt.Errorf("breaker: %w", failure.ErrUnavailable))
+		case n <= 4:
+			return failure.RateLimited("test", 10*time.Millisecond, nil)
+		case n == 5:
+			return failure.New(failure.KindCreditsExhausted, "test", nil)
+		}
+		return nil
+	})
+	if err := r.pub.Publish(context.Background(), received(t, "lead1", "x")); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := r.js.Consumer(context.Background(), events.StreamName, DurableName(spec.Service, spec.Subject))
+	waitFor(t, "the message acked", func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.AckFloor.Stream == 1
+	})
+	n := 0
+	deliveries.Range(func(k, _ any) bool { n++; return k == "1" })
+	if calls.Load() != 6 || n != 1 || len(deadLetters(t, r)) != 0 {
+		t.Fatalf("%d calls over %d deliveries, %d dead letters; want 6 calls on the first delivery and none", calls.Load(), n, len(deadLetters(t, r)))
 	}
 }

@@ -7,6 +7,7 @@ import (
 type routerMetrics struct {
 	handled  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	waits    *prometheus.CounterVec
 }
 
 func newRouterMetrics() *routerMetrics {
@@ -20,6 +21,10 @@ func newRouterMetrics() *routerMetrics {
 			Help:    "Time spent handling one delivery, per consumer.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}, []string{"consumer"}),
+		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leadflow_stage_waits_total",
+			Help: "Times a handler waited (outage, rate limit, credits) holding its message in progress instead of failing, per consumer and reason.",
+		}, []string{"consumer", "reason"}),
 	}
 }
 
@@ -28,5 +33,5 @@ func (r *Router) Instrument(reg prometheus.Registerer) {
 	if reg == nil {
 		return
 	}
-	reg.MustRegister(r.metrics.handled, r.metrics.duration)
+	reg.MustRegister(r.metrics.handled, r.metrics.duration, r.metrics.waits)
 }

@@ -19,6 +19,7 @@ import (
 const (
 	MetaEventType = "event_type"
 	MetaDelivered = "lf_delivered"
+	MetaStreamSeq = "lf_stream_seq"
 )
 
 // Publisher publishes envelopes synchronously: Publish returns only once

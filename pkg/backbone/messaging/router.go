@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go"
@@ -35,6 +34,10 @@ type Router struct {
 	log     zerolog.Logger
 	wlog    watermill.LoggerAdapter
 	metrics *routerMetrics
+	stops   []func() // advisory consumers
+	// Grace is how long Close lets handlers in flight finish before their
+	// messages are nak'ed back (RUN.md allows 10 s for the whole stop).
+	Grace time.Duration
 	// OnDeadLetter is told about every dead letter once it is published
 	// (the platform marks the run failed in the trace).
 	OnDeadLetter func(events.DeadLetter)
@@ -43,12 +46,12 @@ type Router struct {
 // NewRouter builds a router for service on conn.
 func NewRouter(conn *nats.Conn, js jetstream.JetStream, pub *Publisher, service string, log zerolog.Logger) (*Router, error) {
 	wlog := logging.NewWatermill(log.Level(maxLevel(log.GetLevel(), zerolog.InfoLevel)))
-	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, wlog)
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 8 * time.Second}, wlog)
 	if err != nil {
 		return nil, err
 	}
 	return &Router{conn: conn, js: js, pub: pub, router: r, service: service, log: log, wlog: wlog,
-		metrics: newRouterMetrics()}, nil
+		metrics: newRouterMetrics(), Grace: 6 * time.Second}, nil
 }
 
 func maxLevel(a, b zerolog.Level) zerolog.Level {
@@ -75,7 +78,8 @@ func PauseConsumerOn(f func(error) time.Duration) HandleOption {
 // Handle provisions spec's durable consumer and registers h on it behind the
 // one middleware chain every service shares.
 func (r *Router) Handle(ctx context.Context, spec ConsumerSpec, h HandlerFunc, opts ...HandleOption) error {
-	if err := EnsureConsumer(ctx, r.js, spec); err != nil {
+	cons, err := EnsureConsumer(ctx, r.js, spec)
+	if err != nil {
 		return err
 	}
 	var o handleOptions
@@ -83,26 +87,8 @@ func (r *Router) Handle(ctx context.Context, spec ConsumerSpec, h HandlerFunc, o
 		opt(&o)
 	}
 	durable := DurableName(spec.Service, spec.Subject)
-	sub, err := wmnats.NewSubscriberWithNatsConn(r.conn, wmnats.SubscriberSubscriptionConfig{
-		Unmarshaler:      deliveryUnmarshaler{},
-		SubscribersCount: spec.Workers,
-		AckWaitTimeout:   spec.AckWait,
-		CloseTimeout:     5 * time.Second,
-		SubjectCalculator: func(_, topic string) *wmnats.SubjectDetail {
-			return &wmnats.SubjectDetail{Primary: topic, QueueGroup: durable}
-		},
-		NakDelay: backoffDelay(spec.NakDelays),
-		JetStream: wmnats.JetStreamConfig{
-			AutoProvision:     false,
-			DurablePrefix:     spec.Service,
-			DurableCalculator: func(_, _ string) string { return durable },
-			SubscribeOptions:  []nats.SubOpt{nats.ManualAck(), nats.BindStream(events.StreamName)},
-			// The effect is durable before the ack is sent; a lost ack only
-			// means a redelivery, which every handler tolerates.
-			AckAsync: true,
-		},
-	}, r.wlog)
-	if err != nil {
+	sub := newPullSubscriber(cons, spec, r.log.With().Str("consumer", durable).Logger(), r.Grace)
+	if err := r.watchExhausted(ctx, durable); err != nil {
 		return err
 	}
 	chain, err := r.chain(spec, durable, h, o)
@@ -114,15 +100,18 @@ func (r *Router) Handle(ctx context.Context, spec ConsumerSpec, h HandlerFunc, o
 }
 
 // chain composes, outermost first: correlation id -> deadline -> poison
-// queue -> observe -> exhaustion -> panics are permanent -> recoverer ->
-// handler. There is no in-process retry: upstream calls retry in httpx only,
-// and a failed handler goes back to JetStream (nak with backoff), so a
-// reader can count how often an upstream is called.
+// queue -> observe -> exhaustion -> wait -> panics are permanent ->
+// recoverer -> handler. Upstream calls retry in httpx only, and a failed
+// handler goes back to JetStream (nak with backoff), so a reader can count
+// how often an upstream is called. The one in-process repeat is "wait":
+// an outage, a rate limit or exhausted credits is waited out while the
+// message is kept in progress, because waiting is not failing.
 func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handleOptions) (message.NoPublishHandlerFunc, error) {
 	inner := func(msg *message.Message) ([]*message.Message, error) {
 		return nil, h(msg.Context(), msg)
 	}
 	fn := panicsArePermanent(middleware.Recoverer(inner), r.log)
+	fn = r.waitNotFail(durable)(fn)
 	fn = exhaustion(spec.MaxDeliver)(fn)
 	fn = r.observe(spec, durable, o)(fn)
 	poison, err := middleware.PoisonQueueWithFilter(deadLetterPublisher{pub: r.pub, stage: durable, onDead: r.OnDeadLetter}, events.SubjectDeadLetter,
@@ -131,7 +120,7 @@ func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handl
 		return nil, err
 	}
 	fn = poison(fn)
-	fn = deadline(spec.AckWait)(fn)
+	fn = deadline(spec.MaxHold)(fn)
 	fn = correlation(fn)
 	return func(msg *message.Message) error {
 		_, err := fn(msg)
@@ -181,6 +170,42 @@ func (r *Router) observe(spec ConsumerSpec, durable string, o handleOptions) mes
 	}
 }
 
+// waitNotFail runs the handler again after a pause while its error is a
+// wait (failure.ShouldWait), until it succeeds, fails for real, or the
+// delivery's deadline (MaxHold) ends. The subscriber keeps the message in
+// progress meanwhile, so waiting spends no delivery.
+func (r *Router) waitNotFail(durable string) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			pause := time.Second
+			for {
+				out, err := h(msg)
+				if !failure.ShouldWait(err) {
+					return out, err
+				}
+				wait := pause
+				if ra := failure.RetryAfterOf(err); ra > 0 {
+					wait = ra
+				} else {
+					pause = min(pause*2, time.Minute)
+				}
+				wait = min(wait, 5*time.Minute)
+				r.metrics.waits.WithLabelValues(durable, failure.KindOf(err).String()).Inc()
+				log := logging.Ctx(msg.Context(), r.log)
+				log.Info().Str("consumer", durable).Str("msg_id", msg.UUID).
+					Dur("wait", wait).Str("error_kind", failure.KindOf(err).String()).Msg("waiting, not failing: the message stays in progress")
+				t := time.NewTimer(wait)
+				select {
+				case <-msg.Context().Done():
+					t.Stop()
+					return out, err
+				case <-t.C:
+				}
+			}
+		}
+	}
+}
+
 // exhaustion turns a transient failure on the last allowed delivery into a
 // permanent one: JetStream would otherwise stop delivering the message and
 // leave it nowhere. This is how MaxDeliver-exhausted messages reach the
@@ -211,13 +236,16 @@ func panicsArePermanent(h message.HandlerFunc, log zerolog.Logger) message.Handl
 	}
 }
 
-// deadline bounds a delivery's work to 90 % of the ack wait: a handler
-// stuck behind a slow or paced upstream gives up (transient: nak with delay)
-// before JetStream would redeliver the message to another handler anyway.
-func deadline(ackWait time.Duration) message.HandlerMiddleware {
+// deadline bounds a delivery's work to maxHold, the time the subscriber
+// keeps the message in progress; past it the handler gives up (transient:
+// nak with delay) instead of holding the lead forever.
+func deadline(maxHold time.Duration) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
-			ctx, cancel := context.WithTimeout(msg.Context(), ackWait*9/10)
+			if maxHold <= 0 {
+				return h(msg)
+			}
+			ctx, cancel := context.WithTimeout(msg.Context(), maxHold)
 			defer cancel()
 			msg.SetContext(ctx)
 			return h(msg)
@@ -243,22 +271,16 @@ func (r *Router) Run(ctx context.Context) error { return r.router.Run(ctx) }
 // Running is closed once every consumer is subscribed.
 func (r *Router) Running() chan struct{} { return r.router.Running() }
 
-// Close stops taking messages and waits for handlers in flight.
-func (r *Router) Close() error { return r.router.Close() }
-
-// deliveryUnmarshaler adds JetStream's delivery count to the metadata so the
-// exhaustion middleware knows a message's last chance.
-type deliveryUnmarshaler struct{}
-
-func (deliveryUnmarshaler) Unmarshal(m *nats.Msg) (*message.Message, error) {
-	msg, err := (&wmnats.NATSMarshaler{}).Unmarshal(m)
-	if err != nil {
-		return nil, err
+// Close stops taking messages, lets handlers in flight finish within Grace
+// (naking what is still held), and stops the advisory consumers. The
+// publisher keeps working until then: it shares no state with the
+// subscribers and the connection is drained only after Close.
+func (r *Router) Close() error {
+	err := r.router.Close()
+	for _, stop := range r.stops {
+		stop()
 	}
-	if md, err := m.Metadata(); err == nil {
-		msg.Metadata.Set(MetaDelivered, strconv.FormatUint(md.NumDelivered, 10))
-	}
-	return msg, nil
+	return err
 }
 
 // backoffDelay is the nak schedule: the n-th delivery's nak waits the n-th

@@ -70,6 +70,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, s StreamSettings)
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 	}
+	if err := EnsureExhaustedStream(ctx, js, s.Replicas); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -88,6 +91,11 @@ type ConsumerSpec struct {
 	NakDelays     []time.Duration // redelivery after a nak (transient failure)
 	MaxAckPending int
 	Workers       int // concurrent handlers in this process
+	// MaxHold is how long a handler may hold a message while it is kept in
+	// progress (waiting for a rate budget, credits or a slow upstream);
+	// past it the message is no longer kept alive and comes back after the
+	// ack wait, as from a hung or dead process.
+	MaxHold time.Duration
 }
 
 // DefaultConsumerSpec returns the settings every stage starts from.
@@ -101,6 +109,7 @@ func DefaultConsumerSpec(service, subject string) ConsumerSpec {
 		NakDelays:     []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute},
 		MaxAckPending: 512,
 		Workers:       32,
+		MaxHold:       12 * time.Hour,
 	}
 }
 
@@ -123,10 +132,6 @@ func DurableName(service, subject string) string {
 	return r.Replace(service) + "__" + r.Replace(subject)
 }
 
-// deliverSubject is outside the stream's subjects so deliveries are never
-// captured as events.
-func deliverSubject(durable string) string { return "_lf.deliver." + durable }
-
 // Validate checks the spec before it reaches the server.
 func (c ConsumerSpec) Validate() error {
 	var errs []error
@@ -145,32 +150,37 @@ func (c ConsumerSpec) Validate() error {
 	return errors.Join(errs...)
 }
 
-// EnsureConsumer creates or updates the durable push consumer of spec,
-// with every delivery setting held by the server (AckWait, MaxDeliver,
-// BackOff, MaxAckPending), so a slow or dead process cannot change them.
-func EnsureConsumer(ctx context.Context, js jetstream.JetStream, spec ConsumerSpec) error {
+// consumerConfig is spec as the server holds it: every delivery setting
+// (AckWait, MaxDeliver, BackOff, MaxAckPending) lives there, so a slow or
+// dead process cannot change them.
+func consumerConfig(spec ConsumerSpec) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       DurableName(spec.Service, spec.Subject),
+		Description:   spec.Service + " consuming " + spec.Subject,
+		FilterSubject: spec.Subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       spec.AckWait,
+		MaxDeliver:    spec.MaxDeliver,
+		BackOff:       spec.BackOff,
+		MaxAckPending: spec.MaxAckPending,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+	}
+}
+
+// EnsureConsumer creates or updates the durable pull consumer of spec. The
+// replicas of a service share it: each takes a message only when one of
+// its handlers is free.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, spec ConsumerSpec) (jetstream.Consumer, error) {
 	if err := spec.Validate(); err != nil {
-		return err
+		return nil, err
 	}
-	durable := DurableName(spec.Service, spec.Subject)
-	_, err := js.CreateOrUpdatePushConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
-		Durable:        durable,
-		Description:    spec.Service + " consuming " + spec.Subject,
-		FilterSubject:  spec.Subject,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        spec.AckWait,
-		MaxDeliver:     spec.MaxDeliver,
-		BackOff:        spec.BackOff,
-		MaxAckPending:  spec.MaxAckPending,
-		ReplayPolicy:   jetstream.ReplayInstantPolicy,
-		DeliverSubject: deliverSubject(durable),
-		DeliverGroup:   durable,
-	})
+	cfg := consumerConfig(spec)
+	c, err := ensurePullConsumer(ctx, js, cfg)
 	if err != nil {
-		return fmt.Errorf("ensure consumer %s: %w", durable, err)
+		return nil, fmt.Errorf("ensure consumer %s: %w", cfg.Durable, err)
 	}
-	return nil
+	return c, nil
 }
 
 // PauseConsumer pauses spec's durable consumer on the server for d: no

@@ -26,8 +26,10 @@ const MaxBody = 16 << 20
 
 var (
 	// ErrBreakerOpen is wrapped (as Transient) when the circuit breaker
-	// rejects a call without sending it.
-	ErrBreakerOpen = errors.New("circuit breaker open")
+	// rejects a call without sending it. It is an outage
+	// (failure.ErrUnavailable): stages wait for the upstream to come back
+	// instead of spending the message's deliveries.
+	ErrBreakerOpen = fmt.Errorf("circuit breaker open: %w", failure.ErrUnavailable)
 	// ErrLocalRate is wrapped (as RateLimited) when our own limiter cannot
 	// grant a slot before the caller's deadline.
 	ErrLocalRate = errors.New("local rate limit")

@@ -54,7 +54,7 @@ func startService(t *testing.T, r *rig, extra map[string]string) *platform.Deps 
 
 func consumerInfo(t *testing.T, r *rig) *jetstream.ConsumerInfo {
 	t.Helper()
-	c, err := r.js.PushConsumer(context.Background(), events.StreamName, durable)
+	c, err := r.js.Consumer(context.Background(), events.StreamName, durable)
 	if err != nil {
 		t.Fatal(err)
 	}
