@@ -585,7 +585,7 @@ func TestPostOutcome(t *testing.T) {
 		{"POST", "502", nil, failure.KindUncertain, 1, 1},
 		{"POST", "504", nil, failure.KindUncertain, 1, 1},
 		{"PATCH", "502", nil, failure.KindUncertain, 1, 1},
-		{"POST", "503", nil, failure.KindTransient, 4, 4},                             // the default: 503 = refused before acting
+		{"POST", "503", nil, failure.KindTransient, 4, 4},                               // the default: 503 = refused before acting
 		{"POST", "503", []int{http.StatusTooManyRequests}, failure.KindUncertain, 1, 1}, // direct C2S: a 5xx is a 5xx
 		{"POST", "refused", nil, failure.KindTransient, -1, 4},
 		{"POST", "dns", nil, failure.KindTransient, -1, 4},
