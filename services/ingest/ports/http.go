@@ -352,6 +352,11 @@ func waitAnswer(leadID, status string, run *runs.Run) map[string]any {
 		out["message"] = "Successfully processed and enriched lead. Stored " + strconv.Itoa(run.EntitiesStored) + " entities in database."
 		out["cpfs_processed"] = run.CPFsProcessed
 		out["entities_stored"] = run.EntitiesStored
+	case run.Status == runs.StageUncertain:
+		out["success"] = false
+		out["message"] = "The message may already be on the lead; an operator must confirm or repost it."
+		out["cpfs_processed"] = run.CPFsProcessed
+		out["entities_stored"] = run.EntitiesStored
 	case run.Status == runs.StageUnresolved:
 		out["success"] = false
 		out["message"] = "No CPF found for this lead."
