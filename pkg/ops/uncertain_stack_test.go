@@ -129,6 +129,9 @@ func TestUncertainDeliveriesConfirmAndRepost(t *testing.T) {
 		t.Fatalf("dead letters = %+v, want two saying uncertain delivery", dls)
 	}
 
+	if out, code := ctl(t, ctlEnv, "status", "--db", dbURL); code != 0 || !strings.Contains(out, "uncertain deliveries: 2") {
+		t.Fatalf("status exit %d:\n%s", code, out)
+	}
 	out, code := ctl(t, ctlEnv, "uncertain", "list", "--json")
 	var open []ledger.Entry
 	jsonOf(t, out, &open)
