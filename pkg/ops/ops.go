@@ -12,9 +12,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
-	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -37,6 +39,12 @@ type Ops struct {
 	// IdleWait bounds how long a scan waits for a message the server said
 	// was pending (it may have been deleted meanwhile); 0 = 5 s.
 	IdleWait time.Duration
+	// Pub stores every event an action publishes (replays, requeues,
+	// reposts, the lead.notified of a confirm): the services' own
+	// publisher. nil = one built on JS's connection when first needed.
+	Pub *messaging.Publisher
+
+	mu sync.Mutex
 }
 
 // New returns Ops on a JetStream context and an optional pool.
@@ -73,32 +81,41 @@ func (o *Ops) stream(ctx context.Context) (jetstream.Stream, error) {
 	return st, nil
 }
 
-// publish stores payload on subject with msgID as Nats-Msg-Id, in the wire
-// format the services' watermill subscribers read (the message UUID and
-// metadata travel as headers). dup reports a JetStream duplicate.
+// publisher returns Pub, building it on JS's connection the first time.
+func (o *Ops) publisher() (*messaging.Publisher, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.Pub != nil {
+		return o.Pub, nil
+	}
+	if o.JS == nil {
+		return nil, failure.Permanent("ops.publish", errors.New("this action needs NATS (--nats or NATS_URL)"))
+	}
+	p, err := messaging.NewPublisher(o.JS.Conn(), watermill.NopLogger{})
+	if err != nil {
+		return nil, failure.Transient("ops.publish", err)
+	}
+	o.Pub = p
+	return p, nil
+}
+
+// publish stores payload on subject through messaging.Publisher, in the
+// wire format the services' subscribers read, with msgID as Nats-Msg-Id.
+// dup reports a JetStream duplicate. A failure is transient: the msg id
+// makes running the action again safe.
 func (o *Ops) publish(ctx context.Context, subject, msgID, correlationID, eventType string, payload []byte) (dup bool, err error) {
-	m := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
-	m.Header.Set(wmnats.WatermillUUIDHdr, msgID)
+	pub, err := o.publisher()
+	if err != nil {
+		return false, err
+	}
+	m := message.NewMessage(msgID, payload)
 	if correlationID != "" {
-		m.Header.Set(middleware.CorrelationIDMetadataKey, correlationID)
+		middleware.SetCorrelationID(correlationID, m)
 	}
 	if eventType != "" {
-		m.Header.Set(messaging.MetaEventType, eventType)
+		m.Metadata.Set(messaging.MetaEventType, eventType)
 	}
-	// A few quick retries ride out a broker blip; the msg id makes them safe.
-	var ack *jetstream.PubAck
-	for attempt := 0; attempt < 3; attempt++ {
-		ack, err = o.JS.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(events.StreamName))
-		if err == nil {
-			return ack.Duplicate, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
-		}
-	}
-	return false, failure.Transient("ops.publish", err)
+	return pub.PublishStored(ctx, subject, m)
 }
 
 // scan reads subject from start (inclusive) to end (inclusive, a stream

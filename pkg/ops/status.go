@@ -11,6 +11,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
 	"github.com/leadflow/leadflow/pkg/store"
+	"github.com/leadflow/leadflow/pkg/store/ledger"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
@@ -47,6 +48,9 @@ type Status struct {
 	OldestLeadAge  time.Duration    `json:"oldest_pending_age_ns,omitempty"` // max over consumers
 	UnfinishedRuns *int             `json:"unfinished_runs,omitempty"`       // with a database
 	OldestRunAge   time.Duration    `json:"oldest_unfinished_run_age_ns,omitempty"`
+	// UncertainDeliveries waiting for an operator (leadflowctl uncertain
+	// list), with a database.
+	UncertainDeliveries *int `json:"uncertain_deliveries,omitempty"`
 }
 
 // Status reads the stream, its durable consumers and the dead letters.
@@ -114,6 +118,11 @@ func (o *Ops) Status(ctx context.Context) (*Status, error) {
 		if oldest != nil {
 			s.OldestRunAge = now.Sub(*oldest)
 		}
+		u, err := ledger.CountUncertain(ctx, o.Pool)
+		if err != nil {
+			return nil, err
+		}
+		s.UncertainDeliveries = &u
 	}
 	return s, nil
 }

@@ -90,7 +90,7 @@ func (a *app) root() *cobra.Command {
 	io := a.io
 	root := &cobra.Command{
 		Use:   "leadflowctl",
-		Short: "Operate the leadflow pipeline: replay, dead letters, traces, status, C2S webhooks",
+		Short: "Operate the leadflow pipeline: replay, dead letters, traces, status, uncertain deliveries, C2S webhooks",
 		Long: `leadflowctl operates a running leadflow pipeline.
 
 It talks to the same NATS JetStream stream (LEADS) and Postgres database as the
@@ -109,7 +109,7 @@ every output unless a command says otherwise.`,
 		a.dbURL = firstNonEmpty(a.dbURL, io.Getenv("DATABASE_URL"), io.Getenv("DB_URL"))
 	}
 	root.PersistentFlags().DurationVar(&a.timeout, "connect-timeout", 10*time.Second, "how long to wait for NATS and Postgres")
-	root.AddCommand(a.replayCmd(), a.dlqCmd(), a.traceCmd(), a.statusCmd(), a.c2sCmd())
+	root.AddCommand(a.replayCmd(), a.dlqCmd(), a.traceCmd(), a.statusCmd(), a.uncertainCmd(), a.c2sCmd())
 	return root
 }
 

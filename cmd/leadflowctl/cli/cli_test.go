@@ -24,7 +24,7 @@ func TestHelpOnEveryLevel(t *testing.T) {
 	// The tree as the operator sees it.
 	for _, p := range [][]string{
 		{"replay"}, {"dlq"}, {"dlq", "list"}, {"dlq", "show"}, {"dlq", "requeue"}, {"dlq", "purge"},
-		{"trace"}, {"status"}, {"c2s"}, {"c2s", "subscribe"}, {"c2s", "unsubscribe"}, {"c2s", "list"},
+		{"trace"}, {"status"}, {"uncertain"}, {"uncertain", "list"}, {"uncertain", "confirm"}, {"uncertain", "repost"}, {"c2s"}, {"c2s", "subscribe"}, {"c2s", "unsubscribe"}, {"c2s", "list"},
 	} {
 		paths = append(paths, p)
 	}
@@ -44,6 +44,10 @@ func TestUsageErrors(t *testing.T) {
 		{"dlq", "requeue", "1", "--all", "--nats", "nats://x"},
 		{"dlq", "show", "abc", "--nats", "nats://x"},
 		{"trace"},
+		{"uncertain", "confirm", "onlylead"},                    // needs lead and run
+		{"uncertain", "repost", "a", "b", "c"},                  // too many
+		{"uncertain", "list"},                                   // no database URL
+		{"uncertain", "confirm", "lead", "run"},                 // no NATS URL
 		{"c2s", "subscribe", "--url", "https://x.example/hook"}, // no token, no secret
 		{"c2s", "list", "--url", "ftp://x.example/hook?token=a"},
 		{"c2s", "list", "--url", "https://x.example/hook?token=a", "--actions", "on_delete_lead"},

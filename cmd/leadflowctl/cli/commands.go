@@ -290,6 +290,9 @@ message, and the dead-letter count with the oldest dead letter's age. With
 			if s.UnfinishedRuns != nil {
 				fmt.Fprintf(tw, "unfinished runs: %d (oldest %s)\n", *s.UnfinishedRuns, age(s.OldestRunAge))
 			}
+			if s.UncertainDeliveries != nil {
+				fmt.Fprintf(tw, "uncertain deliveries: %d (leadflowctl uncertain list)\n", *s.UncertainDeliveries)
+			}
 			return tw.Flush()
 		},
 	}

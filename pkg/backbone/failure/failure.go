@@ -27,6 +27,15 @@ const (
 	KindCreditsExhausted
 	// KindUnauthorized: credentials are wrong or expired; an operator must act.
 	KindUnauthorized
+	// KindUncertain: a request that must not take effect twice (a POST to
+	// an upstream that does not deduplicate) may have reached the upstream,
+	// but its answer was lost: a timeout or dropped connection after it was
+	// sent, or a 5xx such as 502/504 from a proxy that forwards first. It
+	// is never resent blind: whoever owns the effect checks the upstream
+	// first (the notifier reads the lead). Its fate is a nak, because the
+	// owner records the attempt durably before sending, so the redelivery
+	// checks instead of posting again.
+	KindUncertain
 )
 
 func (k Kind) String() string {
@@ -43,6 +52,8 @@ func (k Kind) String() string {
 		return "credits_exhausted"
 	case KindUnauthorized:
 		return "unauthorized"
+	case KindUncertain:
+		return "uncertain"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -82,6 +93,9 @@ func Permanent(op string, err error) error { return New(KindPermanent, op, err) 
 
 // Transient marks err as worth retrying.
 func Transient(op string, err error) error { return New(KindTransient, op, err) }
+
+// Uncertain marks a request whose outcome is unknown (KindUncertain).
+func Uncertain(op string, err error) error { return New(KindUncertain, op, err) }
 
 // NotFound builds a "nothing there" outcome.
 func NotFound(op string) error { return New(KindNotFound, op, nil) }
@@ -152,10 +166,13 @@ func ShouldWait(err error) bool {
 // "nak and let JetStream redeliver with backoff", false means "this can never
 // succeed: ack it and dead-letter it". Unauthorized goes to the dead-letter
 // subject so that a bad token does not cause a retry storm; operators requeue
-// once the secret is fixed.
+// once the secret is fixed. Uncertain is nak'ed: the stage that owns the
+// effect recorded the attempt before sending, and its redelivery checks the
+// upstream before acting again (or gives up with a permanent error that
+// says so).
 func ShouldNack(err error) bool {
 	switch KindOf(err) {
-	case KindTransient, KindRateLimited, KindCreditsExhausted:
+	case KindTransient, KindRateLimited, KindCreditsExhausted, KindUncertain:
 		return true
 	default:
 		return false

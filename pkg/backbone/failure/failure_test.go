@@ -22,6 +22,8 @@ func TestShouldNack(t *testing.T) {
 		{"rate limited", RateLimited("op", time.Second, base), true, KindRateLimited},
 		{"credits", New(KindCreditsExhausted, "workapi", base), true, KindCreditsExhausted},
 		{"unauthorized", New(KindUnauthorized, "workapi", base), false, KindUnauthorized},
+		{"uncertain", Uncertain("c2s.create_message", base), true, KindUncertain},
+		{"wrapped uncertain", fmt.Errorf("route: %w", Uncertain("gateway.add_message", base)), true, KindUncertain},
 		{"wrapped permanent", fmt.Errorf("stage: %w", Permanent("op", base)), false, KindPermanent},
 		{"plain error", base, true, KindTransient},
 		{"deadline", context.DeadlineExceeded, true, KindTransient},

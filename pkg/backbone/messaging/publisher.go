@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
@@ -26,6 +27,7 @@ const (
 // JetStream has stored the event (or rejected it as a duplicate).
 type Publisher struct {
 	pub message.Publisher
+	js  jetstream.JetStream
 }
 
 // NewPublisher builds a watermill JetStream publisher on conn. The message
@@ -42,7 +44,11 @@ func NewPublisher(conn *nats.Conn, logger watermill.LoggerAdapter) (*Publisher, 
 	if err != nil {
 		return nil, err
 	}
-	return &Publisher{pub: pub}, nil
+	js, err := jetstream.New(conn)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{pub: pub, js: js}, nil
 }
 
 // Publish stores env on its subject. Publish failures are transient.
@@ -60,6 +66,23 @@ func (p *Publisher) Publish(ctx context.Context, env events.Envelope) error {
 	middleware.SetCorrelationID(env.CorrelationID, msg)
 	msg.Metadata.Set(MetaEventType, env.Type)
 	return p.PublishMessage(subject, msg)
+}
+
+// PublishStored publishes a ready watermill message in the same wire format
+// (UUID and metadata as headers, UUID as Nats-Msg-Id), waits for the
+// JetStream ack under ctx, and reports whether JetStream already had the id
+// (a duplicate within the dedupe window). Operator actions (replays,
+// requeues, reposts) use it to tell a resumed action from a new one.
+func (p *Publisher) PublishStored(ctx context.Context, subject string, msg *message.Message) (duplicate bool, err error) {
+	nm, err := (&wmnats.NATSMarshaler{}).Marshal(subject, msg)
+	if err != nil {
+		return false, failure.Permanent("publish", err)
+	}
+	ack, err := p.js.PublishMsg(ctx, nm, jetstream.WithMsgID(msg.UUID), jetstream.WithExpectStream(events.StreamName))
+	if err != nil {
+		return false, failure.Transient("publish", err)
+	}
+	return ack.Duplicate, nil
 }
 
 // PublishMessage publishes a ready watermill message (dead letters, requeues).

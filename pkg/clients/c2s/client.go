@@ -58,6 +58,11 @@ func New(cfg Config) (*Client, error) {
 	}
 	o := cfg.Options
 	o.Secrets = append(append([]string(nil), o.Secrets...), cfg.Token)
+	if o.UnsentStatuses == nil {
+		// c2s/API.md: a 5xx after create_message was sent leaves the
+		// delivery uncertain; only a 429 proves C2S did not act.
+		o.UnsentStatuses = []int{http.StatusTooManyRequests}
+	}
 	return &Client{base: base, token: cfg.Token, caller: httpx.New("c2s", cfg.HTTPClient, p, o)}, nil
 }
 
@@ -92,7 +97,9 @@ func LeadFromBody(op string, body []byte) (*Lead, error) {
 }
 
 // CreateMessage posts a message on the lead. Any 2xx is success. C2S does
-// not deduplicate, so the call is not resent unless C2S surely ignored it.
+// not deduplicate, so the call is not resent unless C2S surely ignored it
+// (connection refused, 429). A timeout, a dropped connection or a 5xx after
+// the request was sent is failure.KindUncertain: the message may be there.
 func (c *Client) CreateMessage(ctx context.Context, leadID, body string) error {
 	const op = "c2s.create_message"
 	if !lead.ValidID(leadID) {

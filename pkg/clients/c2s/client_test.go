@@ -256,13 +256,28 @@ func TestGetLeadBadBody(t *testing.T) {
 	}
 }
 
-func TestCreateMessageNotResentAfter500(t *testing.T) {
-	f := &fakeC2S{}
-	f.set(500, "")
-	c, _ := newClient(t, f, httpxtest.Policy(), &httpxtest.Sleeper{}, nil)
-	err := c.CreateMessage(context.Background(), leadID, "hello")
-	if failure.KindOf(err) != failure.KindTransient || f.hits.Load() != 1 {
-		t.Fatalf("err=%v hits=%d: C2S does not dedupe, a 500 POST must not be resent", err, f.hits.Load())
+// TestCreateMessageOutcome: C2S does not deduplicate. A 5xx after the post
+// was sent leaves it uncertain (c2s/API.md) and it is never resent; only a
+// 429 proves C2S did not act.
+func TestCreateMessageOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		kind   failure.Kind
+		hits   int32
+	}{
+		{500, failure.KindUncertain, 1},
+		{502, failure.KindUncertain, 1},
+		{503, failure.KindUncertain, 1},
+		{504, failure.KindUncertain, 1},
+		{429, failure.KindRateLimited, 4},
+	} {
+		f := &fakeC2S{}
+		f.set(tc.status, "1")
+		c, _ := newClient(t, f, httpxtest.Policy(), &httpxtest.Sleeper{}, nil)
+		err := c.CreateMessage(context.Background(), leadID, "hello")
+		if failure.KindOf(err) != tc.kind || f.hits.Load() != tc.hits {
+			t.Fatalf("%d: err=%v hits=%d, want %v after %d sends", tc.status, err, f.hits.Load(), tc.kind, tc.hits)
+		}
 	}
 }
 

@@ -69,7 +69,11 @@ func (c *Gateway) GetLead(ctx context.Context, id string) (*Lead, error) {
 	return LeadFromBody(op, resp.Body)
 }
 
-// AddMessage posts {"message": text}; 200 or 201 (any 2xx) is success.
+// AddMessage posts {"message": text}; 200 or 201 (any 2xx) is success. The
+// gateway forwards to C2S before it answers, so a timeout, a dropped
+// connection or a 502/504 after the request was sent is
+// failure.KindUncertain (the message may be there); a refused connection,
+// an open breaker or a 503 (answered before forwarding) is transient.
 func (c *Gateway) AddMessage(ctx context.Context, leadID, text string) error {
 	const op = "gateway.add_message"
 	if !lead.ValidID(leadID) {

@@ -35,10 +35,15 @@ func (c Customer) Empty() bool {
 
 // Lead is the tolerant view of a C2S JSON:API lead document.
 type Lead struct {
-	ID        string
-	Customer  Customer
-	Messages  []string // bodies already posted on the lead (to avoid posting twice)
-	UpdatedAt string   // raw; see ParseTime
+	ID       string
+	Customer Customer
+	Messages []string // bodies already posted on the lead (to avoid posting twice)
+	// HasMessages: the document carries a messages list (at
+	// data.attributes.messages or a top-level messages), even an empty
+	// one. Without it (the confirmed lead.json has none) nobody can tell
+	// whether a message is already on the lead.
+	HasMessages bool
+	UpdatedAt   string // raw; see ParseTime
 }
 
 // ParseLead reads the JSON:API lead document returned by C2S and the
@@ -63,6 +68,9 @@ func ParseLead(b []byte) (*Lead, error) {
 	}
 	l.Messages = appendMessages(l.Messages, attrs["messages"])
 	l.Messages = appendMessages(l.Messages, root["messages"])
+	_, inAttrs := attrs["messages"].([]any)
+	_, atRoot := root["messages"].([]any)
+	l.HasMessages = inAttrs || atRoot
 	return l, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,7 +63,16 @@ type Options struct {
 	Classify Classifier // default DefaultClassify
 	// Secrets are literal values (tokens, passwords) scrubbed from every error.
 	Secrets []string
+	// UnsentStatuses are the answers that prove the upstream did not act on
+	// a POST or PATCH, so it may be sent again (or by another route). nil =
+	// DefaultUnsentStatuses. Any other failed answer to a POST after it was
+	// sent makes its outcome uncertain (failure.KindUncertain).
+	UnsentStatuses []int
 }
+
+// DefaultUnsentStatuses: 429 (rate limited before acting) and 503 (refused
+// before acting, as the C2S gateway answers before it forwards).
+var DefaultUnsentStatuses = []int{http.StatusTooManyRequests, http.StatusServiceUnavailable}
 
 // Caller executes requests against one upstream under a Policy.
 type Caller struct {
@@ -74,6 +84,7 @@ type Caller struct {
 	jitter   func(time.Duration) time.Duration
 	classify Classifier
 	secrets  []string
+	unsent   []int
 	log      zerolog.Logger
 	limiter  *rate.Limiter
 	sem      *semaphore.Weighted
@@ -94,7 +105,11 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 		now:      o.Now,
 		jitter:   o.Jitter,
 		classify: o.Classify,
+		unsent:   o.UnsentStatuses,
 		m:        newMetrics(o.Registerer),
+	}
+	if c.unsent == nil {
+		c.unsent = DefaultUnsentStatuses
 	}
 	for _, s := range o.Secrets {
 		if s != "" {
@@ -132,9 +147,14 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 				return cn.ConsecutiveFailures >= p.BreakerFailures
 			},
 			// Only an unhealthy upstream trips the breaker: 404s, 4xx and
-			// rate limits are normal answers from a healthy one.
+			// rate limits are normal answers from a healthy one; a lost
+			// answer to a POST (uncertain) is as unhealthy as to a GET.
 			IsSuccessful: func(err error) bool {
-				return err == nil || failure.KindOf(err) != failure.KindTransient
+				if err == nil {
+					return true
+				}
+				k := failure.KindOf(err)
+				return k != failure.KindTransient && k != failure.KindUncertain
 			},
 			// The caller giving up says nothing about the upstream.
 			IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
@@ -197,7 +217,11 @@ var errCallerGone = errors.New("caller context done")
 // Do runs build (called once per attempt, with the attempt's context) and
 // returns the classified answer. On error the Response is returned too when
 // the upstream answered. Non-idempotent methods (POST, PATCH) are retried only
-// when the upstream surely did not act: connection refused, 429, 503.
+// when the upstream surely did not act: the connection could not be opened
+// (refused, DNS failure), the breaker was open, or the answer is one of the
+// UnsentStatuses (429, 503 by default). Any other failure after such a
+// request was sent (a timeout, a dropped connection, a 500/502/504) is
+// failure.KindUncertain and is never resent.
 func (c *Caller) Do(ctx context.Context, op string, build func(ctx context.Context) (*http.Request, error)) (*Response, error) {
 	resp, err := c.do(ctx, op, build)
 	c.m.calls.WithLabelValues(c.name, outcome(err)).Inc()
@@ -218,7 +242,7 @@ func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Conte
 		if ctx.Err() != nil {
 			return resp, err // the caller gave up: no retry
 		}
-		if !idempotent && !safeToResend(resp, err) {
+		if !idempotent && !c.unsentProof(resp, err) {
 			return resp, err
 		}
 		if c.policy.PaidCalls && kind != failure.KindRateLimited && !NeverSent(err) {
@@ -280,20 +304,24 @@ func (c *Caller) attempt(ctx context.Context, op string, build func(ctx context.
 			return nil, failure.Permanent(op, c.scrub(err))
 		}
 		idempotent = isIdempotent(req.Method)
+		if err := ctx.Err(); err != nil {
+			// The caller gave up before anything was sent: not uncertain.
+			return nil, failure.Transient(op, fmt.Errorf("%w: %w", errCallerGone, err))
+		}
 		hr, err := c.client.Do(req)
 		if err != nil {
-			return nil, c.transportError(ctx, op, err)
+			return nil, c.uncertainUnlessUnsent(idempotent, nil, c.transportError(ctx, op, err))
 		}
 		defer hr.Body.Close()
 		body, err := io.ReadAll(io.LimitReader(hr.Body, MaxBody+1))
 		if err != nil {
-			return nil, c.transportError(ctx, op, err)
+			return nil, c.uncertainUnlessUnsent(idempotent, nil, c.transportError(ctx, op, err))
 		}
 		if len(body) > MaxBody {
 			return nil, failure.Permanent(op, fmt.Errorf("response body over %d bytes", MaxBody))
 		}
 		r := &Response{Status: hr.StatusCode, Header: hr.Header, Body: body, Received: c.now()}
-		return r, c.classify(op, r)
+		return r, c.uncertainUnlessUnsent(idempotent, r, c.classify(op, r))
 	}
 	if c.breaker == nil {
 		r, err := send()
@@ -418,13 +446,39 @@ func isIdempotent(method string) bool {
 	return true
 }
 
-// safeToResend: the upstream did not act on the request.
-func safeToResend(r *Response, err error) bool {
+// unsentProof reports whether a failed request provably never took effect
+// upstream: the connection could not be opened (connection refused, DNS
+// failure, dial timeout: nothing was written), or the upstream answered one
+// of the UnsentStatuses.
+func (c *Caller) unsentProof(r *Response, err error) bool {
 	if r != nil {
-		return r.Status == http.StatusTooManyRequests || r.Status == http.StatusServiceUnavailable
+		return slices.Contains(c.unsent, r.Status)
 	}
+	return IsDialError(err)
+}
+
+// IsDialError reports whether err is a failure to open the connection
+// (refused, DNS failure, dial timeout): the request was never written.
+func IsDialError(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// uncertainUnlessUnsent is the one place where a failed non-idempotent
+// request becomes uncertain: a transient failure after it was sent, without
+// proof that the upstream did not act, is failure.KindUncertain. Reads keep
+// their kind.
+func (c *Caller) uncertainUnlessUnsent(idempotent bool, r *Response, err error) error {
+	if err == nil || idempotent || failure.KindOf(err) != failure.KindTransient || c.unsentProof(r, err) {
+		return err
+	}
+	var fe *failure.Error
+	if errors.As(err, &fe) {
+		cp := *fe
+		cp.Kind = failure.KindUncertain
+		return &cp
+	}
+	return failure.Uncertain("", err)
 }
 
 func outcome(err error) string {

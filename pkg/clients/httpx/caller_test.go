@@ -3,6 +3,9 @@ package httpx
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -90,7 +93,7 @@ func TestRetries(t *testing.T) {
 		{"404 not retried", "GET", []int{404}, 1, nil, failure.KindNotFound, false},
 		{"400 not retried", "GET", []int{400}, 1, nil, failure.KindPermanent, false},
 		{"401 not retried", "GET", []int{401}, 1, nil, failure.KindUnauthorized, false},
-		{"POST 500 not resent", "POST", []int{500}, 1, nil, failure.KindTransient, false},
+		{"POST 500 not resent", "POST", []int{500}, 1, nil, failure.KindUncertain, false},
 		{"POST 503 resent", "POST", []int{503, 201}, 2, []time.Duration{100 * time.Millisecond}, 0, true},
 	}
 	for _, tc := range cases {
@@ -519,4 +522,147 @@ func BenchmarkCaller(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+}
+
+// outcomeServer misbehaves in one way on every request.
+func outcomeServer(t *testing.T, hits *atomic.Int32, mode string) string {
+	t.Helper()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.ReadAll(r.Body) // the request reached the upstream in full
+		switch mode {
+		case "hang":
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		case "drop":
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+		case "500":
+			w.WriteHeader(500)
+		case "502":
+			w.WriteHeader(502)
+		case "503":
+			w.WriteHeader(503)
+		case "504":
+			w.WriteHeader(504)
+		default:
+			w.WriteHeader(201)
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	if mode == "refused" {
+		srv.Close()
+	}
+	return srv.URL
+}
+
+// dnsFailure is a transport whose dial fails the way an unknown host does.
+type dnsFailure struct{}
+
+func (dnsFailure) RoundTrip(r *http.Request) (*http.Response, error) {
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: r.URL.Hostname(), IsNotFound: true}}
+}
+
+// TestPostOutcome: a POST (or PATCH) that may have reached the upstream and
+// lost its answer is uncertain and sent once; one that provably never got
+// there is transient and may be resent; reads are always transient.
+func TestPostOutcome(t *testing.T) {
+	cases := []struct {
+		method, mode string
+		unsent       []int // nil = the default
+		kind         failure.Kind
+		hits         int32 // -1: the upstream cannot count (refused, DNS)
+		sends        int   // attempts (waits + 1)
+	}{
+		{"POST", "hang", nil, failure.KindUncertain, 1, 1},
+		{"POST", "drop", nil, failure.KindUncertain, 1, 1},
+		{"POST", "500", nil, failure.KindUncertain, 1, 1},
+		{"POST", "502", nil, failure.KindUncertain, 1, 1},
+		{"POST", "504", nil, failure.KindUncertain, 1, 1},
+		{"PATCH", "502", nil, failure.KindUncertain, 1, 1},
+		{"POST", "503", nil, failure.KindTransient, 4, 4},                               // the default: 503 = refused before acting
+		{"POST", "503", []int{http.StatusTooManyRequests}, failure.KindUncertain, 1, 1}, // direct C2S: a 5xx is a 5xx
+		{"POST", "refused", nil, failure.KindTransient, -1, 4},
+		{"POST", "dns", nil, failure.KindTransient, -1, 4},
+		{"GET", "hang", nil, failure.KindTransient, 4, 4},
+		{"GET", "drop", nil, failure.KindTransient, 4, 4},
+		{"GET", "502", nil, failure.KindTransient, 4, 4},
+	}
+	for _, tc := range cases {
+		name := tc.method + " " + tc.mode
+		if tc.unsent != nil {
+			name += " (unsent statuses " + fmt.Sprint(tc.unsent) + ")"
+		}
+		t.Run(name, func(t *testing.T) {
+			var hits atomic.Int32
+			url := "http://upstream.invalid"
+			var client *http.Client
+			if tc.mode == "dns" {
+				client = &http.Client{Transport: dnsFailure{}}
+			} else {
+				url = outcomeServer(t, &hits, tc.mode)
+			}
+			p := testPolicy()
+			p.Timeout = 50 * time.Millisecond
+			s := &recSleeper{}
+			c := New("test", client, p, Options{Sleep: s.Sleep, Now: fixedNow, Jitter: noJitter, UnsentStatuses: tc.unsent})
+			_, err := c.Do(context.Background(), "test.post", func(ctx context.Context) (*http.Request, error) {
+				return http.NewRequestWithContext(ctx, tc.method, url, strings.NewReader(`{"message":"x"}`))
+			})
+			if failure.KindOf(err) != tc.kind {
+				t.Fatalf("kind = %v (%v), want %v", failure.KindOf(err), err, tc.kind)
+			}
+			if tc.hits >= 0 && hits.Load() != tc.hits {
+				t.Fatalf("the upstream saw %d requests, want %d", hits.Load(), tc.hits)
+			}
+			if got := len(s.Waits()) + 1; got != tc.sends {
+				t.Fatalf("%d attempts, want %d", got, tc.sends)
+			}
+			if tc.kind == failure.KindUncertain && !strings.Contains(err.Error(), "test.post") {
+				t.Fatalf("the uncertain error lost its op: %v", err)
+			}
+		})
+	}
+}
+
+// TestUncertainTripsBreaker: lost answers to posts count as failures.
+func TestUncertainTripsBreaker(t *testing.T) {
+	var hits atomic.Int32
+	url := outcomeServer(t, &hits, "502")
+	p := testPolicy()
+	p.BreakerFailures = 2
+	c := newTestCaller(p, &recSleeper{}, nil)
+	post := func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{}"))
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := c.Do(context.Background(), "test.post", post); !failure.Is(err, failure.KindUncertain) {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	_, err := c.Do(context.Background(), "test.post", post)
+	if !errors.Is(err, ErrBreakerOpen) || !failure.Is(err, failure.KindTransient) || hits.Load() != 2 {
+		t.Fatalf("err = %v, hits = %d: an open breaker refuses without sending (transient, not uncertain)", err, hits.Load())
+	}
+}
+
+// TestPostNotSentAfterCallerGaveUp: a POST whose caller is already gone is
+// not sent, so it is not uncertain either.
+func TestPostNotSentAfterCallerGaveUp(t *testing.T) {
+	var hits atomic.Int32
+	url := outcomeServer(t, &hits, "ok")
+	c := newTestCaller(testPolicy(), &recSleeper{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.Do(ctx, "test.post", func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("{}"))
+	})
+	if !failure.Is(err, failure.KindTransient) || hits.Load() != 0 {
+		t.Fatalf("err = %v, hits = %d", err, hits.Load())
+	}
 }

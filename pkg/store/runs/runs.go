@@ -26,12 +26,16 @@ const (
 	StageEnriched   = "enriched"
 	StageNotified   = "notified"
 	StageFailed     = "failed"
+	// StageUncertain: the message may be on the lead and nobody can check;
+	// the run waits for an operator, whose confirm or repost ends it as
+	// notified.
+	StageUncertain = "uncertain"
 )
 
 // Final reports whether a run status ends the run.
 func Final(status string) bool {
 	switch status {
-	case StageNotified, StageUnresolved, StageFailed:
+	case StageNotified, StageUnresolved, StageFailed, StageUncertain:
 		return true
 	}
 	return false
@@ -97,10 +101,18 @@ func QueueRecord(b *pgx.Batch, env events.Envelope, o Outcome) {
 }
 
 // The run moves only when the stage row is new: a redelivered earlier stage
-// must not move a finished run back.
-const recordSQL = `WITH stage AS (
+// must not move a finished run back. A run ends in exactly one outcome: once
+// notified, no other end (a late dead letter, an unresolved) is recorded for
+// it; once uncertain, only notified (an operator's confirm or repost) is.
+// Failed and unresolved runs may still end otherwise (a requeue, the
+// unresolved notice).
+const recordSQL = `WITH cur AS (
+		SELECT status FROM pipeline.lead_runs WHERE run_id = $2
+	), stage AS (
 		INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, error)
-		VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''))
+		SELECT $1, $2, $3, $4, $5, $6, NULLIF($7, '')
+		WHERE NOT ($12 AND EXISTS (SELECT 1 FROM cur WHERE cur.status = 'notified'
+			OR (cur.status = 'uncertain' AND $4 <> 'notified')))
 		ON CONFLICT (event_id) DO NOTHING
 		RETURNING 1
 	)
@@ -196,7 +208,7 @@ type Trace struct {
 
 // MessageStatus is the latest notification outcome of a lead.
 type MessageStatus struct {
-	Status string    `json:"status"` // sent | already_sent | skipped
+	Status string    `json:"status"` // sent | already_sent | skipped | uncertain
 	Route  string    `json:"route,omitempty"`
 	At     time.Time `json:"at"`
 }
@@ -256,7 +268,7 @@ func (t *Trace) summarize() {
 		switch st.Stage {
 		case StageResolved:
 			t.Persons = d.Persons
-		case StageNotified:
+		case StageNotified, StageUncertain:
 			t.Message = &MessageStatus{Status: st.Outcome, Route: d.Route, At: st.At}
 		}
 	}

@@ -69,3 +69,63 @@ func TestRecordIsIdempotentAndBuildsTheTrace(t *testing.T) {
 		t.Fatal("a finished run outside the window must not count")
 	}
 }
+
+// TestARunEndsOnce: once notified, a run records no other end (a late dead
+// letter of a redelivery, say); once uncertain, only notified (an operator's
+// confirm or repost); a failed run may still finish (a requeue).
+func TestARunEndsOnce(t *testing.T) {
+	ctx := context.Background()
+	pool := testinfra.NewPool(t, testinfra.NewDatabase(t))
+	if err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	s := New(pool)
+	step := func(rec events.Envelope, stage, outcome string) {
+		t.Helper()
+		env := rec
+		env.EventID = events.ID(stage, outcome, rec.RunID)
+		if err := Record(ctx, pool, env, Outcome{Stage: stage, Outcome: outcome}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ends := func(lead string) (status string, stages []string) {
+		t.Helper()
+		tr, err := s.Trace(ctx, lead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range tr.Steps {
+			if Final(st.Stage) {
+				stages = append(stages, st.Stage)
+			}
+		}
+		return tr.Status, stages
+	}
+	for _, tc := range []struct {
+		lead   string
+		steps  []string // stage:outcome
+		status string
+		ends   string
+	}{
+		{"notified-then-dead-letter", []string{"notified:sent", "failed:dead_letter", "unresolved:nobody"}, StageNotified, "notified"},
+		{"uncertain-then-dead-letter", []string{"uncertain:uncertain", "failed:dead_letter"}, StageUncertain, "uncertain"},
+		{"uncertain-then-confirmed", []string{"uncertain:uncertain", "notified:already_sent", "failed:dead_letter"}, StageNotified, "uncertain,notified"},
+		{"failed-then-requeued", []string{"failed:dead_letter", "notified:sent"}, StageNotified, "failed,notified"},
+		{"unresolved-then-notice", []string{"unresolved:nobody", "notified:sent"}, StageNotified, "unresolved,notified"},
+	} {
+		t.Run(tc.lead, func(t *testing.T) {
+			rec, _ := events.NewReceived(tc.lead, events.SourceWebhook, "k", events.LeadReceived{Action: "on_create_lead"})
+			if err := StartRun(ctx, pool, rec); err != nil {
+				t.Fatal(err)
+			}
+			for _, so := range tc.steps {
+				stage, outcome, _ := strings.Cut(so, ":")
+				step(rec, stage, outcome)
+			}
+			status, stages := ends(tc.lead)
+			if status != tc.status || strings.Join(stages, ",") != tc.ends {
+				t.Fatalf("status %q, ends %v; want %q, %s", status, stages, tc.status, tc.ends)
+			}
+		})
+	}
+}

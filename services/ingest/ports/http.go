@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -57,7 +58,7 @@ type Server struct {
 	Customers     Customers
 	Work          WorkModules
 	WebhookSecret string
-	APIKeys       []string
+	APIKeys       []APIKey
 	Log           zerolog.Logger
 	Metrics       *Metrics
 	// Health mounts /health, /ready and /metrics.
@@ -149,22 +150,77 @@ func equalSecret(got, want string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
+// APIKey is one key accepted as Authorization: Bearer <key>. Every key may
+// read; only admin keys may replay with refresh or notify, requeue and purge
+// dead letters, and confirm or repost uncertain deliveries.
+type APIKey struct {
+	Key   string
+	Admin bool
+}
+
+// AdminSuffix marks an admin key in API_KEYS ("key2:admin").
+const AdminSuffix = ":admin"
+
+// ParseAPIKeys reads the API_KEYS entries: "key" is a read key, "key:admin"
+// an admin key. It names every problem without echoing a key.
+func ParseAPIKeys(entries []string) ([]APIKey, error) {
+	var keys []APIKey
+	var problems []string
+	seen := map[string]bool{}
+	for i, e := range entries {
+		k, admin := strings.CutSuffix(strings.TrimSpace(e), AdminSuffix)
+		k = strings.TrimSpace(k)
+		switch {
+		case k == "":
+			problems = append(problems, fmt.Sprintf("API_KEYS entry %d has no key before %q", i+1, AdminSuffix))
+			continue
+		case seen[k]:
+			problems = append(problems, fmt.Sprintf("API_KEYS entry %d repeats an earlier key", i+1))
+			continue
+		}
+		seen[k] = true
+		keys = append(keys, APIKey{Key: k, Admin: admin})
+	}
+	if len(problems) > 0 {
+		return keys, errors.New(strings.Join(problems, "; "))
+	}
+	return keys, nil
+}
+
+type scopeKey struct{}
+
+// IsAdmin reports whether the request was authenticated with an admin key.
+func IsAdmin(r *http.Request) bool {
+	admin, _ := r.Context().Value(scopeKey{}).(bool)
+	return admin
+}
+
+// requireAdmin answers 403 unless the request carries an admin key.
+func requireAdmin(w http.ResponseWriter, r *http.Request) bool {
+	if IsAdmin(r) {
+		return true
+	}
+	writeError(w, http.StatusForbidden, "this action needs an admin API key (an API_KEYS entry ending in "+AdminSuffix+")")
+	return false
+}
+
 func (s *Server) apiKey(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		key, ok := strings.CutPrefix(auth, "Bearer ")
-		valid := false
+		key = strings.TrimSpace(key)
+		valid, admin := false, false
 		for _, k := range s.APIKeys {
 			// No early exit: every key is compared, in constant time each.
-			if ok && equalSecret(strings.TrimSpace(key), k) {
-				valid = true
+			if ok && equalSecret(key, k.Key) {
+				valid, admin = true, k.Admin
 			}
 		}
 		if !valid {
 			writeError(w, http.StatusUnauthorized, "missing or invalid API key")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), scopeKey{}, admin)))
 	})
 }
 
@@ -294,6 +350,11 @@ func waitAnswer(leadID, status string, run *runs.Run) map[string]any {
 	case run.Status == runs.StageNotified:
 		out["success"] = true
 		out["message"] = "Successfully processed and enriched lead. Stored " + strconv.Itoa(run.EntitiesStored) + " entities in database."
+		out["cpfs_processed"] = run.CPFsProcessed
+		out["entities_stored"] = run.EntitiesStored
+	case run.Status == runs.StageUncertain:
+		out["success"] = false
+		out["message"] = "The message may already be on the lead; an operator must confirm or repost it."
 		out["cpfs_processed"] = run.CPFsProcessed
 		out["entities_stored"] = run.EntitiesStored
 	case run.Status == runs.StageUnresolved:

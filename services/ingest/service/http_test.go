@@ -262,6 +262,10 @@ func TestAPIKeyEndpoints(t *testing.T) {
 		{http.MethodPost, "/api/v1/admin/replay", `{}`},
 		{http.MethodGet, "/api/v1/admin/dlq", ""},
 		{http.MethodPost, "/api/v1/admin/dlq/1/requeue", ""},
+		{http.MethodDelete, "/api/v1/admin/dlq", ""},
+		{http.MethodGet, "/api/v1/admin/uncertain", ""},
+		{http.MethodPost, "/api/v1/admin/uncertain/" + helenaLead + "/r/confirm", ""},
+		{http.MethodPost, "/api/v1/admin/uncertain/" + helenaLead + "/r/repost", ""},
 	}
 	keys := []struct{ name, header string }{
 		{"no key", ""},
@@ -393,6 +397,8 @@ func TestHealthReadyMetricsOpenAPI(t *testing.T) {
 		"/api/v1/leads/{lead_id}": "get", "/api/v1/contributor/customer": "get", "/api/v1/customers/{id}": "get",
 		"/api/v1/enrich": "post", "/api/v1/work/modules/{module}": "get", "/api/v1/work/modules/all": "get",
 		"/api/v1/admin/replay": "post", "/api/v1/admin/dlq": "get", "/api/v1/admin/dlq/{seq}/requeue": "post",
+		"/api/v1/admin/uncertain": "get", "/api/v1/admin/uncertain/{lead_id}/{run_id}/confirm": "post",
+		"/api/v1/admin/uncertain/{lead_id}/{run_id}/repost": "post",
 		"/health": "get", "/ready": "get", "/metrics": "get", "/openapi.json": "get",
 	} {
 		if _, ok := doc.Paths[path][method]; !ok {

@@ -30,7 +30,7 @@ type Config struct {
 	Common        platform.Common
 	Port          int
 	WebhookSecret string
-	APIKeys       []string
+	APIKeys       []ports.APIKey
 	MakeWindow    time.Duration
 	C2S           clients.C2SConfig
 	WorkAPI       clients.WorkAPIConfig
@@ -46,7 +46,6 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		Common:        ingestCommon(l),
 		Port:          l.Int("PORT", 8080, 1, 65535),
 		WebhookSecret: l.Required("WEBHOOK_SECRET"),
-		APIKeys:       l.List("API_KEYS", true),
 		MakeWindow:    l.Duration("MAKE_DEDUPE_WINDOW", 5*time.Minute),
 		C2S:           clients.LoadC2S(l),
 		WorkAPI:       clients.LoadWorkAPI(l),
@@ -54,6 +53,9 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		// follows the pipeline's paid-call and writing rules.
 		Enrichment: enrichment.LoadConfig(l),
 	}
+	keys, err := ports.ParseAPIKeys(l.List("API_KEYS", true))
+	l.Check(err == nil, "%v", err)
+	c.APIKeys = keys
 	if l.String("DIRETRIX_BASE_URL", "") != "" {
 		d := clients.LoadDiretrix(l)
 		c.Diretrix = &d
@@ -109,7 +111,7 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 		Metrics:       metrics,
 		Health:        func(r chi.Router) { d.HealthRoutes(r) },
 		// Operator API (replay, dead letters): the same code as leadflowctl.
-		Extra: ports.Admin{Ops: ops.New(d.JS, d.Pool), Log: d.Log}.Routes,
+		Extra: ports.Admin{Ops: &ops.Ops{JS: d.JS, Pool: d.Pool, Pub: d.Pub}, Log: d.Log}.Routes,
 	}, nil
 }
 

@@ -3,82 +3,43 @@ package adapters
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
-	"github.com/leadflow/leadflow/pkg/store"
+	"github.com/leadflow/leadflow/pkg/store/ledger"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/notifier/app"
 )
 
-// Ledger is pipeline.notifications.
+// Ledger is pipeline.notifications through pkg/store/ledger: a session
+// advisory lock per lead on one connection, so two runs of the same lead
+// never post concurrently (the lock dies with the connection if the process
+// crashes), and a post recorded as started before it is sent.
 type Ledger struct {
 	Pool *pgxpool.Pool
 }
 
-// Deliver implements app.Ledger. It holds a session advisory lock per lead on
-// one connection, so two runs of the same lead never post concurrently; the
-// lock dies with the connection if the process crashes. The attempt counter
-// is committed before posting, so a crash after the post leaves the entry
-// "uncertain" and the next delivery checks C2S before posting again.
-func (l Ledger) Deliver(ctx context.Context, key app.Key, attempt func(context.Context, app.State) (app.Delivery, error)) (app.Delivery, error) {
-	conn, err := l.Pool.Acquire(ctx)
+// Open implements app.Ledger.
+func (l Ledger) Open(ctx context.Context, key ledger.Key, runID, messageHash string) (app.Delivery, error) {
+	s, err := ledger.Open(ctx, l.Pool, key, runID, messageHash)
 	if err != nil {
-		return app.Delivery{}, classify(err)
+		return nil, err
 	}
-	defer conn.Release()
-	lockKey := "notify:" + key.LeadID
-	locked := false
-	defer func() {
-		if !locked {
-			return
-		}
-		// A fresh context: the unlock must happen even when ctx is done.
-		_, uerr := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey)
-		if uerr != nil {
-			conn.Conn().Close(context.Background()) //nolint:errcheck // closing drops the session lock
-		}
-	}()
-	// Lock, then count the attempt, in one round trip.
-	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 0))`, lockKey)
-	b.Queue(`INSERT INTO pipeline.notifications (lead_id, message_hash, replay_key, run_id, status, attempts)
-		VALUES ($1, $2, $3, $4, 'pending', 1)
-		ON CONFLICT (lead_id, message_hash, replay_key) DO UPDATE SET attempts = pipeline.notifications.attempts + 1
-		RETURNING status, attempts`, key.LeadID, key.MessageHash, key.ReplayKey, key.RunID)
-	res := conn.SendBatch(ctx, b)
-	_, err = res.Exec()
-	locked = err == nil
-	var status string
-	var attempts int
-	if err == nil {
-		err = res.QueryRow().Scan(&status, &attempts)
-	}
-	if cerr := res.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return app.Delivery{}, classify(err)
-	}
-	d, err := attempt(ctx, app.State{Sent: status == "sent", Uncertain: status != "sent" && attempts > 1})
-	if err != nil {
-		return d, err
-	}
-	// Record the end and release the lead in one round trip.
-	b = &pgx.Batch{}
-	b.Queue(`UPDATE pipeline.notifications SET status = 'sent', route = COALESCE(NULLIF($4, ''), route),
-		sent_at = COALESCE(sent_at, now()) WHERE lead_id = $1 AND message_hash = $2 AND replay_key = $3`,
-		key.LeadID, key.MessageHash, key.ReplayKey, d.Route)
-	b.Queue(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey)
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return d, classify(err)
-	}
-	locked = false
-	return d, nil
+	return session{s}, nil
 }
+
+type session struct{ s *ledger.Session }
+
+func (d session) Entry() ledger.Entry { return d.s.Entry }
+func (d session) Posting(ctx context.Context, hash string) error {
+	return d.s.Posting(ctx, hash)
+}
+func (d session) Uncertain(ctx context.Context, route string) error { return d.s.Uncertain(ctx, route) }
+func (d session) Finish(ctx context.Context, status, route, reason string) error {
+	return d.s.Finish(ctx, status, route, reason)
+}
+func (d session) Close() { d.s.Close() }
 
 // Store records the notification step.
 type Store struct {
@@ -94,9 +55,18 @@ func (s Store) SaveNotification(ctx context.Context, env events.Envelope, n even
 	})
 }
 
-func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	return store.Classify("notifier.db", fmt.Errorf("ledger: %w", err))
+// SaveUncertain implements app.Store: the run ends uncertain in the trace,
+// until an operator confirms or reposts (then it ends notified).
+func (s Store) SaveUncertain(ctx context.Context, env events.Envelope, u app.Uncertain) error {
+	step := env
+	step.EventID = UncertainStepID(env.RunID)
+	return runs.Record(ctx, s.Pool, step, runs.Outcome{
+		Stage:   runs.StageUncertain,
+		Outcome: "uncertain",
+		Error:   u.Reason,
+		Detail:  map[string]any{"route": u.Route, "message_hash": u.MessageHash},
+	})
 }
+
+// UncertainStepID keys the uncertain trace step of a run.
+func UncertainStepID(runID string) string { return events.ID("notify.uncertain", runID) }

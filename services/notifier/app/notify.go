@@ -1,10 +1,14 @@
 // Package app holds the notifier's use case: format the message and post it
-// exactly once, even across crashes, although C2S does not deduplicate.
+// exactly once, even across crashes and lost replies, although C2S does not
+// deduplicate.
 package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -13,52 +17,77 @@ import (
 	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/domain/message"
 	"github.com/leadflow/leadflow/pkg/enrichment"
+	"github.com/leadflow/leadflow/pkg/store/ledger"
 )
 
 // CRM is the C2S port: gateway first when configured, direct as fallback.
+// PostMessage returns a failure.KindUncertain error (a *c2s.UncertainError
+// carrying the route) when the post may have reached C2S and its answer was
+// lost; it never posts again by itself.
 type CRM interface {
 	GetLead(ctx context.Context, id string) (*c2s.Lead, error)
 	PostMessage(ctx context.Context, leadID, body string) (route string, err error)
 }
 
-// Ledger is the notifications ledger. Post runs inside an exclusive,
-// per-lead section; it reports what the ledger already knew of the key.
+// Ledger is the notifications ledger (pkg/store/ledger). Open takes the
+// lead's exclusive section and creates or reads the delivery of key.
 type Ledger interface {
-	// Deliver serialises deliveries per lead. attempt is called with the
-	// ledger's state for key; it returns the route used.
-	Deliver(ctx context.Context, key Key, attempt func(ctx context.Context, state State) (Delivery, error)) (Delivery, error)
+	Open(ctx context.Context, key ledger.Key, runID, messageHash string) (Delivery, error)
 }
 
-// Key identifies one message on one lead. ReplayKey is empty for live runs,
-// so a repeat of the same text on a lead is never posted twice; a --notify
-// replay has a key of its own.
-type Key struct {
-	LeadID, MessageHash, ReplayKey, RunID string
+// Delivery is one exclusive section on a delivery.
+type Delivery interface {
+	// Entry is what the ledger knew when the section began (updated by
+	// Posting).
+	Entry() ledger.Entry
+	// Posting records, committed before the post, that a post starts.
+	Posting(ctx context.Context, messageHash string) error
+	// Uncertain records the route of a post whose outcome is unknown.
+	Uncertain(ctx context.Context, route string) error
+	// Finish records the end (ledger status, route, reason) and releases
+	// the lead.
+	Finish(ctx context.Context, status, route, reason string) error
+	// Close releases the lead if Finish did not.
+	Close()
 }
 
-// State is what the ledger knew before this attempt.
-type State struct {
-	Sent bool
-	// Uncertain: an earlier attempt began and did not record its end (a
-	// crash or timeout after sending), so the post may already be in C2S.
-	Uncertain bool
-}
-
-// Delivery is the result of Deliver.
-type Delivery struct {
-	Status string // sent | already_sent
-	Route  string // gateway | direct | "" when nothing was posted
+// Uncertain is what the trace records of an uncertain delivery.
+type Uncertain struct {
+	Route       string
+	MessageHash string
+	Reason      string
 }
 
 // Store records the stage in the trace.
 type Store interface {
 	SaveNotification(ctx context.Context, env events.Envelope, n events.LeadNotified) error
+	SaveUncertain(ctx context.Context, env events.Envelope, u Uncertain) error
 }
 
 // Publisher publishes lead.notified.
 type Publisher interface {
 	Publish(ctx context.Context, env events.Envelope) error
 }
+
+// lead.notified statuses.
+const (
+	StatusSent        = "sent"
+	StatusAlreadySent = "already_sent"
+	StatusSkipped     = "skipped"
+)
+
+// ErrUncertainDelivery is the reason of an uncertain delivery's dead letter:
+// a post may be on the lead and nobody can check (c2s/API.md).
+var ErrUncertainDelivery = errors.New("uncertain delivery: the message may already be on the lead, " +
+	"which lists no messages to check; it is not posted again. " +
+	"Confirm it (leadflowctl uncertain confirm) or post it once more (leadflowctl uncertain repost)")
+
+// errNotOnLeadYet: an uncertain post is not among the lead's messages (yet).
+var errNotOnLeadYet = errors.New("an uncertain post is not among the lead's messages yet; the lead is read again before posting")
+
+// RecheckAfter keeps a re-check of an uncertain post out of the in-process
+// retries: the redelivery (after the nak delay) reads the lead again.
+const RecheckAfter = 5 * time.Second
 
 // Notifier is the use case.
 type Notifier struct {
@@ -67,57 +96,156 @@ type Notifier struct {
 	Store      Store
 	Publisher  Publisher
 	Multiplier decimal.Decimal
+	// OnUncertain is told when a delivery becomes uncertain (metrics).
+	OnUncertain func(route string)
 }
 
 // Enriched posts the message of a lead.enriched event.
 func (n *Notifier) Enriched(ctx context.Context, env events.Envelope, in events.LeadEnriched) error {
 	if !env.ShouldNotify() {
-		return n.finish(ctx, env, events.LeadNotified{Status: "skipped", Reason: "replay without --notify"})
+		return n.finish(ctx, env, events.LeadNotified{Status: StatusSkipped, Reason: "replay without --notify"})
 	}
 	body, err := enrichment.Compose(in, n.Multiplier)
 	if err != nil {
 		return err
 	}
-	return n.post(ctx, env, body)
+	return n.post(ctx, env, ledger.StageEnriched, body)
 }
 
 // Unresolved posts a short notice when NOTIFY_UNRESOLVED=true.
 func (n *Notifier) Unresolved(ctx context.Context, env events.Envelope, in events.LeadUnresolved) error {
 	if !env.ShouldNotify() {
-		return n.finish(ctx, env, events.LeadNotified{Status: "skipped", Reason: "replay without --notify"})
+		return n.finish(ctx, env, events.LeadNotified{Status: StatusSkipped, Reason: "replay without --notify"})
 	}
-	return n.post(ctx, env, message.FormatUnresolved(in.Reason))
+	return n.post(ctx, env, ledger.StageUnresolved, message.FormatUnresolved(in.Reason))
 }
 
-func (n *Notifier) post(ctx context.Context, env events.Envelope, body string) error {
-	key := Key{LeadID: env.LeadID, MessageHash: message.Hash(body), RunID: env.RunID}
-	if env.Source == events.SourceReplay {
-		key.ReplayKey = env.ReplayID
+// RunKey is the ledger's run key of an event: the replay id of a --notify
+// replay (one message per lead and replay), the run id otherwise.
+func RunKey(env events.Envelope) string {
+	if env.Source == events.SourceReplay && env.ReplayID != "" {
+		return env.ReplayID
 	}
-	d, err := n.Ledger.Deliver(ctx, key, func(ctx context.Context, st State) (Delivery, error) {
-		if st.Sent {
-			return Delivery{Status: "already_sent"}, nil
-		}
-		if st.Uncertain {
-			// C2S does not deduplicate: look before posting again.
-			lead, err := n.CRM.GetLead(ctx, env.LeadID)
-			if err != nil && !failure.Is(err, failure.KindNotFound) {
-				return Delivery{}, err
-			}
-			if lead != nil && contains(lead.Messages, body) {
-				return Delivery{Status: "already_sent"}, nil
-			}
-		}
-		route, err := n.CRM.PostMessage(ctx, env.LeadID, body)
-		if err != nil {
-			return Delivery{}, err
-		}
-		return Delivery{Status: "sent", Route: route}, nil
-	})
+	return env.RunID
+}
+
+// TextHash is the ledger's hash of a message: SHA-256 of the text without
+// surrounding whitespace (C2S may store it trimmed).
+func TextHash(body string) string { return message.Hash(strings.TrimSpace(body)) }
+
+// post delivers body through the ledger. The delivery is keyed by the event
+// (lead, run key, stage), not by the text, so a formatter or multiplier
+// change between attempts never makes a second delivery.
+func (n *Notifier) post(ctx context.Context, env events.Envelope, stage, body string) error {
+	hash := TextHash(body)
+	d, err := n.Ledger.Open(ctx, ledger.Key{LeadID: env.LeadID, RunKey: RunKey(env), Stage: stage}, env.RunID, hash)
 	if err != nil {
 		return err
 	}
-	return n.finish(ctx, env, events.LeadNotified{MessageHash: key.MessageHash, Route: d.Route, Status: d.Status})
+	out, err := n.deliver(ctx, d, env, body, hash)
+	// Release the lead before the trace: the pool may be smaller than the
+	// number of handlers.
+	d.Close()
+	if err != nil {
+		return err
+	}
+	return n.finish(ctx, env, out)
+}
+
+// deliver decides from the ledger, inside the lead's exclusive section:
+//   - sent: already_sent, nothing posted;
+//   - posting (an earlier attempt began and did not record its end) or
+//     uncertain: read the lead first (check);
+//   - repost (an operator's request): post without checking;
+//   - pending: post.
+//
+// A post is recorded as started (committed) before it is sent.
+func (n *Notifier) deliver(ctx context.Context, d Delivery, env events.Envelope, body, hash string) (events.LeadNotified, error) {
+	e := d.Entry()
+	reason := ""
+	switch e.Status {
+	case ledger.StatusSent:
+		return events.LeadNotified{Status: StatusAlreadySent, Route: e.Route, MessageHash: e.MessageHash, Reason: "recorded as sent"}, nil
+	case ledger.StatusPosting, ledger.StatusUncertain:
+		out, done, err := n.check(ctx, d, env, e, hash)
+		if done || err != nil {
+			return out, err
+		}
+		reason = "not on the lead after an earlier attempt"
+	case ledger.StatusRepost:
+		reason = "posted once more by an operator"
+	}
+	if err := d.Posting(ctx, hash); err != nil {
+		return events.LeadNotified{}, err
+	}
+	route, err := n.CRM.PostMessage(ctx, env.LeadID, body)
+	switch {
+	case err == nil:
+		// If this record fails, the entry stays posting: the redelivery
+		// reads the lead, finds the message and posts nothing.
+		if err := d.Finish(ctx, ledger.StatusSent, route, reason); err != nil {
+			return events.LeadNotified{}, err
+		}
+		return events.LeadNotified{Status: StatusSent, Route: route, MessageHash: hash, Reason: reason}, nil
+	case failure.Is(err, failure.KindUncertain):
+		// The post may be on the lead: before any second post, by either
+		// route, read the lead.
+		if r, ok := c2s.UncertainRoute(err); ok {
+			route = r
+		}
+		if uerr := d.Uncertain(ctx, route); uerr != nil {
+			return events.LeadNotified{}, uerr
+		}
+		e = d.Entry()
+		out, done, cerr := n.check(ctx, d, env, e, hash)
+		if done || cerr != nil {
+			return out, cerr
+		}
+		// The lead lists messages and this one is not among them: the
+		// gateway may still be forwarding it. The redelivery reads the
+		// lead again and posts only if it is still missing.
+		return events.LeadNotified{}, &failure.Error{Kind: failure.KindUncertain, Op: "notifier.deliver",
+			RetryAfter: RecheckAfter, Err: fmt.Errorf("%w: %w", errNotOnLeadYet, err)}
+	default:
+		// The post surely did not happen (refused, 429, 4xx): the next
+		// attempt posts without checking. Should this record fail, the
+		// entry stays posting and the next attempt checks first.
+		_ = d.Finish(ctx, ledger.StatusPending, "", "")
+		return events.LeadNotified{}, err
+	}
+}
+
+// check reads the lead for an earlier post (its text hash is in the entry)
+// or this one. done reports that the delivery ended: found (already_sent) or
+// uncertain (a permanent error: nobody can check, so nothing is posted).
+// Not done and no error: the lead lists messages without it, so posting is
+// safe. A lead that cannot be read now is a nak: never post blind.
+func (n *Notifier) check(ctx context.Context, d Delivery, env events.Envelope, e ledger.Entry, hash string) (events.LeadNotified, bool, error) {
+	lead, err := n.CRM.GetLead(ctx, env.LeadID)
+	if err != nil {
+		return events.LeadNotified{}, false, fmt.Errorf("notifier: an earlier post may be on the lead, which cannot be read now; not posting blind: %w", err)
+	}
+	if onLead(lead, e.MessageHash, hash) {
+		const why = "found on the lead"
+		if err := d.Finish(ctx, ledger.StatusSent, e.Route, why); err != nil {
+			return events.LeadNotified{}, false, err
+		}
+		return events.LeadNotified{Status: StatusAlreadySent, Route: e.Route, MessageHash: e.MessageHash, Reason: why}, true, nil
+	}
+	if lead.HasMessages {
+		return events.LeadNotified{}, false, nil
+	}
+	if err := d.Finish(ctx, ledger.StatusUncertain, e.Route, ErrUncertainDelivery.Error()); err != nil {
+		return events.LeadNotified{}, false, err
+	}
+	if e.Status != ledger.StatusUncertain && n.OnUncertain != nil {
+		n.OnUncertain(e.Route)
+	}
+	if err := n.Store.SaveUncertain(ctx, env, Uncertain{Route: e.Route, MessageHash: e.MessageHash, Reason: ErrUncertainDelivery.Error()}); err != nil {
+		return events.LeadNotified{}, false, err
+	}
+	// Permanent: acked and dead-lettered with this reason, never retried.
+	return events.LeadNotified{}, true, failure.Permanent("notifier.deliver", ErrUncertainDelivery)
 }
 
 func (n *Notifier) finish(ctx context.Context, env events.Envelope, out events.LeadNotified) error {
@@ -131,12 +259,15 @@ func (n *Notifier) finish(ctx context.Context, env events.Envelope, out events.L
 	return n.Publisher.Publish(ctx, next)
 }
 
-// contains compares modulo trailing whitespace: CRMs may trim what they store.
-func contains(messages []string, body string) bool {
-	want := strings.TrimSpace(body)
-	for _, m := range messages {
-		if strings.TrimSpace(m) == want {
-			return true
+// onLead reports whether one of the lead's messages has one of the hashes
+// (compared as TextHash: C2S may trim).
+func onLead(l *c2s.Lead, hashes ...string) bool {
+	for _, m := range l.Messages {
+		h := TextHash(m)
+		for _, want := range hashes {
+			if want != "" && h == want {
+				return true
+			}
 		}
 	}
 	return false

@@ -3,14 +3,20 @@ package service
 
 import (
 	"context"
+	"sync/atomic"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/clients"
+	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/platform"
+	"github.com/leadflow/leadflow/pkg/store/ledger"
 	"github.com/leadflow/leadflow/services/notifier/adapters"
 	"github.com/leadflow/leadflow/services/notifier/app"
 	"github.com/leadflow/leadflow/services/notifier/ports"
@@ -60,13 +66,54 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Notifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	m := NewMetrics(d.Registry, d.Pool)
 	return &app.Notifier{
-		CRM:        port,
-		Ledger:     adapters.Ledger{Pool: d.Pool},
-		Store:      adapters.Store{Pool: d.Pool},
-		Publisher:  d.Pub,
-		Multiplier: cfg.IncomeMultiplier,
+		CRM:         port,
+		Ledger:      adapters.Ledger{Pool: d.Pool},
+		Store:       adapters.Store{Pool: d.Pool},
+		Publisher:   d.Pub,
+		Multiplier:  cfg.IncomeMultiplier,
+		OnUncertain: m.Uncertain,
 	}, nil
+}
+
+// Metrics are the notifier's own metrics.
+type Metrics struct {
+	uncertain *prometheus.CounterVec
+}
+
+// NewMetrics registers leadflow_uncertain_deliveries_total (deliveries that
+// became uncertain, by route) and leadflow_uncertain_deliveries_open (how
+// many wait for an operator now, read from the ledger at scrape time, so
+// every replica reports the same number and operator actions show at once).
+func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *Metrics {
+	m := &Metrics{uncertain: httpx.RegisterCounterVec(reg, prometheus.CounterOpts{
+		Name: "leadflow_uncertain_deliveries_total",
+		Help: "Deliveries marked uncertain: a post may be on the lead and the lead lists no messages to check; an operator must confirm or repost.",
+	}, "route")}
+	if reg != nil && pool != nil {
+		var last atomic.Int64
+		_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "leadflow_uncertain_deliveries_open",
+			Help: "Uncertain deliveries waiting for an operator (leadflowctl uncertain list).",
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if n, err := ledger.CountUncertain(ctx, pool); err == nil {
+				last.Store(int64(n))
+			}
+			return float64(last.Load())
+		}))
+	}
+	return m
+}
+
+// Uncertain counts a delivery that became uncertain.
+func (m *Metrics) Uncertain(route string) {
+	if route == "" {
+		route = "unknown"
+	}
+	m.uncertain.WithLabelValues(route).Inc()
 }
 
 // Register subscribes the notifier to lead.enriched (and lead.unresolved
