@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/store"
 )
 
 // MaxPenalty caps one Penalize: a broken Retry-After must not stop an
@@ -261,7 +262,7 @@ func (b *Budget) reserve(ctx context.Context, maxWait time.Duration) (Reservatio
 			return r, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return Reservation{}, fmt.Errorf("rate budget %s: reserve: %w", b.upstream, err)
+			return Reservation{}, b.dbError("reserve", err)
 		}
 		if try >= 3 {
 			return Reservation{}, fmt.Errorf("rate budget %s: reserve: no row after %d tries", b.upstream, try+1)
@@ -274,7 +275,7 @@ func (b *Budget) reserve(ctx context.Context, maxWait time.Duration) (Reservatio
 			continue
 		}
 		if err != nil {
-			return Reservation{}, fmt.Errorf("rate budget %s: probe: %w", b.upstream, err)
+			return Reservation{}, b.dbError("probe", err)
 		}
 		wait := next.Sub(now)
 		if maxWait < 0 || wait <= maxWait {
@@ -289,7 +290,7 @@ func (b *Budget) ensure(ctx context.Context) error {
 		return nil
 	}
 	if _, err := b.pool.Exec(ctx, ensureSQL, b.name); err != nil {
-		return fmt.Errorf("rate budget %s: create: %w", b.upstream, err)
+		return b.dbError("create", err)
 	}
 	b.ready.Store(true)
 	return nil
@@ -311,7 +312,7 @@ func (b *Budget) Penalize(ctx context.Context, d time.Duration) error {
 		}
 		tag, err := b.pool.Exec(ctx, penalizeSQL, b.name, d.Microseconds(), b.tolerance)
 		if err != nil {
-			return fmt.Errorf("rate budget %s: penalize: %w", b.upstream, err)
+			return b.dbError("penalize", err)
 		}
 		if tag.RowsAffected() == 1 {
 			b.throttled.Inc()
@@ -332,7 +333,7 @@ func (b *Budget) voided(ctx context.Context, r Reservation) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("rate budget %s: check pause: %w", b.upstream, err)
+		return false, b.dbError("check pause", err)
 	}
 	return void, nil
 }
@@ -343,6 +344,12 @@ func (b *Budget) giveBack(ctx context.Context, r Reservation) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	_, _ = b.pool.Exec(ctx, giveBackSQL, b.name, r.tat, b.emission, b.tolerance)
+}
+
+// dbError classifies a failed statement (pkg/store.Classify: server text
+// redacted); the op names the budget's upstream, never its credential.
+func (b *Budget) dbError(step string, err error) error {
+	return store.Classify("rate budget "+b.upstream+": "+step, err)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
