@@ -31,8 +31,9 @@ var (
 	// (failure.ErrUnavailable): stages wait for the upstream to come back
 	// instead of spending the message's deliveries.
 	ErrBreakerOpen = fmt.Errorf("circuit breaker open: %w", failure.ErrUnavailable)
-	// ErrLocalRate is wrapped (as RateLimited) when our own limiter cannot
-	// grant a slot before the caller's deadline.
+	// ErrLocalRate is wrapped (as RateLimited) when our own limiter (the
+	// process-local one or the shared Options.Limiter) cannot grant a slot
+	// before the caller's deadline.
 	ErrLocalRate = errors.New("local rate limit")
 )
 
@@ -58,6 +59,16 @@ type Options struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Now is the clock for the rate limiter and HTTP-date Retry-After.
 	Now func() time.Time
+	// Limiter, when set, is the rate budget every attempt draws from instead
+	// of the process-local limiter built from Policy.Rate and Policy.Burst
+	// (typically the credential's budget shared by all processes). An
+	// upstream 429 then penalizes it by the Retry-After and the call is
+	// retried once the budget allows, whatever the method and however long
+	// the wait, unless ctx's deadline comes first.
+	Limiter Limiter
+	// MaxThrottled bounds the 429 answers one call absorbs with a Limiter;
+	// they do not use Policy.MaxRetries. 0 = DefaultMaxThrottled.
+	MaxThrottled int
 	// Jitter picks the backoff in [0, max]; default is uniform (full jitter).
 	Jitter   func(max time.Duration) time.Duration
 	Classify Classifier // default DefaultClassify
@@ -89,6 +100,8 @@ type Caller struct {
 	limiter  *rate.Limiter
 	sem      *semaphore.Weighted
 	breaker  *gobreaker.CircuitBreaker[*Response]
+	shared   Limiter // replaces limiter when set
+	maxThrot int
 	m        *metrics
 }
 
@@ -133,7 +146,11 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 	} else {
 		c.log = zerolog.Nop()
 	}
-	if p.Rate > 0 {
+	c.shared, c.maxThrot = o.Limiter, o.MaxThrottled
+	if c.maxThrot <= 0 {
+		c.maxThrot = DefaultMaxThrottled
+	}
+	if c.shared == nil && p.Rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(p.Rate), max(p.Burst, 1))
 	}
 	if p.MaxConcurrent > 0 {
@@ -229,6 +246,7 @@ func (c *Caller) Do(ctx context.Context, op string, build func(ctx context.Conte
 }
 
 func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Context) (*http.Request, error)) (*Response, error) {
+	throttles := 0
 	for attempt := 0; ; attempt++ {
 		resp, idempotent, err := c.attempt(ctx, op, build)
 		if err == nil {
@@ -238,6 +256,22 @@ func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Conte
 		if errors.Is(err, ErrBreakerOpen) || errors.Is(err, ErrLocalRate) ||
 			(kind != failure.KindTransient && kind != failure.KindRateLimited) {
 			return resp, err
+		}
+		if c.shared != nil && ctx.Err() == nil && throttled(resp, err) && throttles < c.maxThrot {
+			// Pause everyone who shares the budget; the retry waits for it in
+			// pace(). A 429 was not acted on, so any method may be resent.
+			throttles++
+			d := c.penalty(err, throttles)
+			perr := c.shared.Penalize(ctx, d)
+			if perr == nil {
+				c.m.retries.WithLabelValues(c.name).Inc()
+				c.log.Debug().Str("op", op).Int("throttled", throttles).Dur("pause", d).
+					Msg("upstream throttled: shared budget paused, retrying")
+				attempt-- // not a transient failure: keeps Policy.MaxRetries
+				continue
+			}
+			// Fall back to the Retry-After handling below.
+			c.log.Warn().Err(c.scrub(perr)).Str("op", op).Msg("could not pause the shared rate budget")
 		}
 		if ctx.Err() != nil {
 			return resp, err // the caller gave up: no retry
@@ -334,9 +368,21 @@ func (c *Caller) attempt(ctx context.Context, op string, build func(ctx context.
 	return r, idempotent, err
 }
 
-// pace takes a limiter slot, sleeping through the injected sleeper. A wait
-// that would outlast the caller's deadline is refused up front.
+// pace takes a limiter slot, sleeping through the injected sleeper (or the
+// shared Limiter's own wait). A wait that would outlast the caller's deadline
+// is refused up front; without a deadline any wait is accepted.
 func (c *Caller) pace(ctx context.Context, op string) error {
+	if c.shared != nil {
+		err := c.shared.Wait(ctx)
+		switch {
+		case err == nil:
+			return nil
+		case failure.Is(err, failure.KindRateLimited):
+			return failure.RateLimited(op, failure.RetryAfterOf(err), fmt.Errorf("%w: %w", ErrLocalRate, c.scrub(err)))
+		default:
+			return failure.Transient(op, c.scrub(err))
+		}
+	}
 	if c.limiter == nil {
 		return nil
 	}

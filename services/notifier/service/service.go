@@ -62,7 +62,7 @@ func Setup(cfg Config) platform.Setup {
 
 // NewApplication builds the use case on real clients.
 func NewApplication(cfg Config, d *platform.Deps) (*app.Notifier, error) {
-	port, err := cfg.C2S.Port(d.Registry, &d.Log)
+	port, err := cfg.C2S.Port(d.Registry, &d.Log, clients.WithPool(d.Pool))
 	if err != nil {
 		return nil, err
 	}
