@@ -38,15 +38,18 @@ type result struct {
 	warmP50 time.Duration   // p50 of the next ones, one at a time
 
 	// Costs over the target's whole life (start-up, cold start and load).
-	pg          pgStats // pg_stat_database deltas, the bench's own transactions removed
-	streamMsgs  uint64  // JetStream messages stored
-	simCalls    int64   // HTTP calls the simulators answered
-	paid        int64   // paid Work API answers
-	uniqueCPFs  int     // distinct people behind the leads
-	messages    int     // C2S messages posted
-	withPersons int     // leads whose phone or email leads to somebody
-	runRows     int     // floor: pipeline.lead_runs rows written
-	check       error   // floor: messages or rows do not match the lead count
+	pg          pgStats       // pg_stat_database deltas, the bench's own transactions removed
+	streamMsgs  uint64        // JetStream messages stored
+	simCalls    int64         // HTTP calls the simulators answered
+	paid        int64         // paid Work API answers
+	uniqueCPFs  int           // distinct people behind the leads
+	messages    int           // C2S messages posted
+	withPersons int           // leads whose phone or email leads to somebody
+	runRows     int           // floor: pipeline.lead_runs rows written
+	pgCPU       time.Duration // CPU of the Postgres backends serving the target (their whole life)
+	benchCPU    time.Duration // CPU of this process (NATS server, simulators, load) from the first webhook on
+	load        [2]string     // machine load average when the target started and when it ended
+	check       error         // floor: messages or rows do not match the lead count
 }
 
 type steadyResult struct {
@@ -132,6 +135,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 		return nil, err
 	}
 	r := &result{kind: kind, leads: n, procs: t.procs}
+	r.load[0] = loadAvg()
 	var stopOnce sync.Once
 	stop := e.analyzer(o.analyzeEvery)
 	stopAnalyze := func() { stopOnce.Do(stop) }
@@ -147,6 +151,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	// then as many again as the warm reference.
 	fmt.Fprintf(os.Stderr, "%s: cold start, %d + %d webhooks one at a time...\n", kind, o.cold, o.warm)
 	off := o.cold + o.warm
+	cpu0 := selfCPU()
 	times, err := oneByOne(t.base, e.bodies[:off])
 	if err != nil {
 		return nil, err
@@ -156,7 +161,9 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 		return nil, err
 	}
 
-	sample := sampler(t.procs)
+	var pg backendCPU
+	e.sampleBackends(ctx, &pg)
+	sample := sampler(ctx, e, t.procs, &pg)
 	if o.steadyRate > 0 {
 		r.steady, err = runSteady(ctx, o, e, t, off)
 	} else {
@@ -167,6 +174,8 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 		return nil, err
 	}
 	stopAnalyze()
+	e.sampleBackends(ctx, &pg)
+	r.pgCPU, r.benchCPU, r.load[1] = pg.total(), selfCPU()-cpu0, loadAvg()
 	t.stop()
 
 	// Costs: everything the target did since its database was migrated.
@@ -343,6 +352,13 @@ func report(o options, round int, p, f *result) {
 	row("Postgres rows inserted / updated / deleted per lead", func(r *result) string {
 		return per(float64(r.pg.inserted), r) + " / " + per(float64(r.pg.updated), r) + " / " + per(float64(r.pg.deleted), r)
 	}, "", "")
+	row("CPU per lead, ms: the target's processes / its Postgres backends / the bench process (NATS, simulators, load)", func(r *result) string {
+		var cpu time.Duration
+		for _, s := range r.procs {
+			cpu += s.cpu
+		}
+		return per(ms(cpu), r) + " / " + per(ms(r.pgCPU), r) + " / " + per(ms(r.benchCPU), r)
+	}, "", "")
 	row("JetStream messages stored per lead", func(r *result) string { return per(float64(r.streamMsgs), r) }, "", "")
 	row("simulator HTTP calls per lead", func(r *result) string { return per(float64(r.simCalls), r) }, "", "")
 	row("paid Work API calls / unique CPFs", func(r *result) string { return fmt.Sprintf("%d / %d", r.paid, r.uniqueCPFs) }, "", "product: equal")
@@ -362,6 +378,7 @@ func report(o options, round int, p, f *result) {
 			fmt.Printf("| %s RSS idle / peak under load | %s | %s |  | %s |\n", s.name, pc, fc, target)
 		}
 	}
+	row("machine load average (1 min) at start / end", func(r *result) string { return r.load[0] + " / " + r.load[1] }, "", "2 cores")
 	if f != nil && f.check != nil {
 		fmt.Printf("\n**%v**\n", f.check)
 	}

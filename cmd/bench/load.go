@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -143,8 +144,9 @@ func pct(ds []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// sampler records each process's peak RSS every 100 ms until stopped.
-func sampler(procs []*service) func() {
+// sampler records each process's peak RSS every 100 ms, and the CPU of the
+// database's backends every 500 ms, until stopped.
+func sampler(ctx context.Context, e *env, procs []*service, pg *backendCPU) func() {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -152,7 +154,7 @@ func sampler(procs []*service) func() {
 		defer wg.Done()
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
-		for {
+		for i := 0; ; i++ {
 			select {
 			case <-done:
 				return
@@ -161,6 +163,9 @@ func sampler(procs []*service) func() {
 					if kb := rss(s.cmd.Process.Pid); kb > s.peak.Load() {
 						s.peak.Store(kb)
 					}
+				}
+				if i%5 == 0 {
+					e.sampleBackends(ctx, pg)
 				}
 			}
 		}

@@ -191,6 +191,81 @@ func (e *env) stats(ctx context.Context) (s pgStats, err error) {
 	return s, err
 }
 
+// backendCPU adds up the CPU time of the Postgres backends serving the
+// target's database. Backends live as long as their pooled connection, so
+// sampling them often and keeping each one's last value loses little.
+type backendCPU struct {
+	mu    sync.Mutex
+	ticks map[int]int64 // pid → utime + stime, in clock ticks
+}
+
+func (e *env) sampleBackends(ctx context.Context, b *backendCPU) {
+	e.own.Add(1)
+	rows, err := e.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, e.dbName)
+	if err != nil {
+		return
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ticks == nil {
+		b.ticks = map[int]int64{}
+	}
+	for _, pid := range pids {
+		if t := procTicks(int(pid)); t > b.ticks[int(pid)] {
+			b.ticks[int(pid)] = t
+		}
+	}
+}
+
+func (b *backendCPU) total() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n int64
+	for _, t := range b.ticks {
+		n += t
+	}
+	return time.Duration(n) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+// procTicks reads utime + stime of a process from /proc/<pid>/stat.
+func procTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
+}
+
+// selfCPU is the user + system CPU this process used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// loadAvg is the machine's 1-minute load average.
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
 // simRequests is how many calls the simulators answered in all.
 func (e *env) simRequests() int64 {
 	return e.sims.C2S.RequestCount() + e.sims.Gateway.RequestCount() + e.sims.Diretrix.RequestCount() + e.sims.WorkAPI.RequestCount()
@@ -202,7 +277,8 @@ type service struct {
 	cmd   *exec.Cmd
 	idle  int64 // KiB
 	peak  atomic.Int64
-	ready string // URL answering 200 once it is up
+	ready string        // URL answering 200 once it is up
+	cpu   time.Duration // user + system CPU over the process's life, once it exited
 }
 
 // target is a running system under test: the product's four processes or
@@ -338,7 +414,9 @@ func (t *target) stop() {
 			_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		}
 		for _, s := range t.procs {
-			_, _ = s.cmd.Process.Wait()
+			if st, err := s.cmd.Process.Wait(); err == nil {
+				s.cpu = st.UserTime() + st.SystemTime()
+			}
 		}
 	})
 }
