@@ -183,12 +183,13 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 		return nil, err
 	}
 	r.simCalls, r.paid, r.messages = e.simRequests(), e.sims.WorkAPI.TotalPaidCalls(), e.sims.C2S.MessageCount()
-	unique := map[string]bool{}
+	unique, nPersons := map[string]bool{}, 0
 	for _, l := range e.leads {
 		persons := e.sims.Pop.ExpectedPersons(l.ID)
 		if len(persons) > 0 {
 			r.withPersons++
 		}
+		nPersons += len(persons)
 		for _, cpf := range persons {
 			unique[cpf] = true
 		}
@@ -198,8 +199,14 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 		if r.runRows, err = e.count(ctx, `SELECT count(*) FROM pipeline.lead_runs`); err != nil {
 			return nil, err
 		}
-		if r.messages != n || r.runRows != n {
-			r.check = fmt.Errorf("floor check failed: %d C2S messages and %d lead_runs rows for %d leads", r.messages, r.runRows, n)
+		// The floor writes a fresh entity per person per lead.
+		entities, err := e.count(ctx, `SELECT count(*) FROM core.entities`)
+		if err != nil {
+			return nil, err
+		}
+		if r.messages != n || r.runRows != n || entities != nPersons {
+			r.check = fmt.Errorf("floor check failed: %d C2S messages, %d lead_runs rows for %d leads; %d entities for %d persons",
+				r.messages, r.runRows, n, entities, nPersons)
 		}
 	}
 	e.pool.Close()
