@@ -317,7 +317,7 @@ func startProc(name, bin string, env []string, ready string, keep func(string) b
 }
 
 // baseEnv is the environment the product's services and the floor share.
-func baseEnv(e *env, o options, port int) []string {
+func baseEnv(e *env, port int) []string {
 	c, u := e.sims.Config, e.sims.URLs
 	return []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -332,7 +332,7 @@ func baseEnv(e *env, o options, port int) []string {
 func startProduct(e *env, o options, bins string) (*target, error) {
 	port, _ := stack.FreePort()
 	w := strconv.Itoa(o.workers)
-	env := append(baseEnv(e, o, port),
+	env := append(baseEnv(e, port),
 		// Zero-latency simulators: lift the production pacing.
 		"C2S_RATE=0", "DIRETRIX_RATE=0", "WORK_API_RATE=0",
 		"C2S_CONCURRENCY=0", "DIRETRIX_CONCURRENCY=0", "WORK_API_CONCURRENCY=0",
@@ -373,7 +373,7 @@ func startProduct(e *env, o options, bins string) (*target, error) {
 func startFloor(e *env, o options, bins string) (*target, error) {
 	port, _ := stack.FreePort()
 	t := &target{kind: "floor", base: "http://127.0.0.1:" + strconv.Itoa(port), stream: "FLOOR"}
-	s, err := startProc("floor", filepath.Join(bins, "floor"), append(baseEnv(e, o, port), "WORKERS="+strconv.Itoa(o.workers)),
+	s, err := startProc("floor", filepath.Join(bins, "floor"), append(baseEnv(e, port), "WORKERS="+strconv.Itoa(o.workers)),
 		t.base+"/ready", func(string) bool { return true })
 	if err != nil {
 		return nil, err
