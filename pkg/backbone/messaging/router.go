@@ -253,14 +253,16 @@ func deadline(maxHold time.Duration) message.HandlerMiddleware {
 	}
 }
 
-// correlation puts the message's correlation id into its context for logs.
+// correlation puts the message's correlation id (for logs) and its
+// delivery count (Redelivered) into its context.
 func correlation(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		id := middleware.MessageCorrelationID(msg)
 		if id == "" {
 			id = msg.UUID
 		}
-		msg.SetContext(logging.WithCorrelationID(msg.Context(), id))
+		ctx := logging.WithCorrelationID(msg.Context(), id)
+		msg.SetContext(WithDelivery(ctx, deliveryOf(msg.Metadata.Get(MetaDelivered))))
 		return h(msg)
 	}
 }
