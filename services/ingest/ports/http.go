@@ -64,6 +64,9 @@ type Server struct {
 	Health func(chi.Router)
 	// Extra mounts more API-key routes (admin).
 	Extra func(chi.Router)
+	// UI is the operator's console, mounted at /ui (nil: none); it signs
+	// its users in itself (package console).
+	UI http.Handler
 }
 
 // Routes builds the router.
@@ -79,6 +82,9 @@ func (s *Server) Routes() http.Handler {
 	})
 	r.Post("/api/v1/webhooks/c2s", s.webhook)
 	r.Get("/api/v1/leads/process", s.makeTrigger)
+	if s.UI != nil {
+		r.Mount("/ui", s.UI)
+	}
 	r.Group(func(r chi.Router) {
 		r.Use(s.apiKey)
 		r.Post("/api/v1/c2s/enrich/{lead_id}", s.apiTrigger)

@@ -20,6 +20,7 @@ import (
 	"github.com/leadflow/leadflow/services/ingest/adapters"
 	"github.com/leadflow/leadflow/services/ingest/app"
 	"github.com/leadflow/leadflow/services/ingest/ports"
+	"github.com/leadflow/leadflow/services/ingest/ports/console"
 )
 
 // Name is the service name in logs and metrics.
@@ -71,6 +72,7 @@ func Setup(cfg Config) platform.Setup {
 		if err != nil {
 			return err
 		}
+		srv.UI = newConsole(ctx, cfg, d)
 		d.AddServer(fmt.Sprintf(":%d", cfg.Port), srv.Routes())
 		return nil
 	}
@@ -111,6 +113,17 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 		// Operator API (replay, dead letters): the same code as leadflowctl.
 		Extra: ports.Admin{Ops: ops.New(d.JS, d.Pool), Log: d.Log}.Routes,
 	}, nil
+}
+
+// newConsole wires the operator's console (/ui) onto the same pkg/ops code
+// and trace as the admin API; ctx ends its live streams and replays.
+func newConsole(ctx context.Context, cfg Config, d *platform.Deps) *console.Console {
+	return console.New(ctx, console.Config{
+		Keys: console.AllAdmin(cfg.APIKeys), // TODO(api-key-scopes): read-only keys once API_KEYS has scopes
+		Ops:  ops.New(d.JS, d.Pool),
+		Runs: runs.New(d.Pool),
+		Log:  d.Log,
+	})
 }
 
 // newEnrich wires POST /api/v1/enrich onto pkg/enrichment, the same use
