@@ -250,9 +250,10 @@ func newSigninLimiter() *signinLimiter {
 }
 
 type loginData struct {
-	Next  string
-	Token string
-	TTL   string // how long a sign-in lasts, in words
+	Next    string
+	Token   string
+	TTL     string // how long a sign-in lasts, in words
+	Problem string // why the last sign-in failed, shown beside the field
 }
 
 // safeNext keeps a post-sign-in redirect inside the console.
@@ -285,8 +286,8 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, status int, next, flash, problem string) {
 	token := randomToken()
 	setCookie(w, r, loginCookie, token, c.now().Add(time.Hour))
-	c.render(w, r, status, "login", &view{Title: "Sign in", Flash: flash, Error: problem,
-		Data: loginData{Next: safeNext(next), Token: token, TTL: humanDuration(c.cfg.SessionTTL)}})
+	c.render(w, r, status, "login", &view{Title: "Sign in", Flash: flash,
+		Data: loginData{Next: safeNext(next), Token: token, TTL: humanDuration(c.cfg.SessionTTL), Problem: problem}})
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {

@@ -226,6 +226,9 @@ func humanDuration(d time.Duration) string {
 	case d < time.Minute:
 		return fmt.Sprintf("%d s", int(d.Seconds()))
 	case d < time.Hour:
+		if int(d.Seconds())%60 == 0 {
+			return fmt.Sprintf("%d min", int(d.Minutes()))
+		}
 		return fmt.Sprintf("%d min %d s", int(d.Minutes()), int(d.Seconds())%60)
 	case d < 48*time.Hour:
 		if int(d.Minutes())%60 == 0 {
