@@ -195,10 +195,13 @@ func (c *Console) requireSession(next http.Handler) http.Handler {
 			case isHTMX(r):
 				w.Header().Set("HX-Redirect", login)
 				http.Error(w, "Your sign-in has expired. Sign in again.", http.StatusUnauthorized)
-			case r.Method == http.MethodGet && r.Header.Get("Accept") != "text/event-stream":
-				http.Redirect(w, r, login, http.StatusSeeOther)
-			default:
+			case r.Header.Get("Accept") == "text/event-stream":
+				// A live stream cannot redirect; the page says it stopped.
 				http.Error(w, "Your sign-in has expired. Sign in again.", http.StatusUnauthorized)
+			default:
+				// A page, or a form posted after the sign-in ended: sign in
+				// again (nothing was done).
+				http.Redirect(w, r, login, http.StatusSeeOther)
 			}
 			return
 		}

@@ -446,3 +446,75 @@ func TestAllAdmin(t *testing.T) {
 		t.Fatal("empty key accepted")
 	}
 }
+
+func TestOverviewStreamPushesUntilSignOut(t *testing.T) {
+	h := newHarness(t, false)
+	c := h.client(t)
+	c.signIn("admin-key")
+	req, _ := http.NewRequest(http.MethodGet, h.srv.URL+Base+"/overview/stream", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	events := make(chan string, 100)
+	go func() {
+		defer close(events)
+		buf := make([]byte, 64<<10)
+		var pending string
+		for {
+			n, err := resp.Body.Read(buf)
+			pending += string(buf[:n])
+			for {
+				i := strings.Index(pending, "\n\n")
+				if i < 0 {
+					break
+				}
+				events <- pending[:i]
+				pending = pending[i+2:]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	next := func() string {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("stream closed")
+			}
+			return ev
+		case <-time.After(5 * time.Second):
+			t.Fatal("no event")
+		}
+		return ""
+	}
+	if ev := next(); !strings.HasPrefix(ev, "retry:") {
+		t.Fatalf("first: %q", ev)
+	}
+	for i := 0; i < 2; i++ { // pushed again and again
+		if ev := next(); !strings.HasPrefix(ev, "event: overview\n") || !strings.Contains(ev, `id="count-received-1h"`) {
+			t.Fatalf("event %d: %.200q", i, ev)
+		}
+	}
+	c.post(Base+"/logout", url.Values{"csrf": {c.csrf}}, nil)
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("stream closed without saying why")
+			}
+			if ev == "event: end\ndata: signed-out" {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the stream outlived the sign-out")
+		}
+	}
+}

@@ -43,7 +43,8 @@ func (c *Console) snapshot(ctx context.Context) *overview {
 	if c.ov != nil && now.Sub(c.ov.At) < c.cfg.Refresh/2 {
 		return c.ov
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Shared by every viewer: one viewer leaving must not spoil the reading.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	ov := &overview{At: now}
 	counts, err := c.cfg.Runs.CountStages(ctx, now.Add(-5*time.Minute), now.Add(-time.Hour), now.Add(-24*time.Hour))
