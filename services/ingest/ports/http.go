@@ -65,6 +65,9 @@ type Server struct {
 	Health func(chi.Router)
 	// Extra mounts more API-key routes (admin).
 	Extra func(chi.Router)
+	// UI is the operator's console, mounted at /ui (nil: none); it signs
+	// its users in itself (package console).
+	UI http.Handler
 }
 
 // Routes builds the router.
@@ -80,6 +83,9 @@ func (s *Server) Routes() http.Handler {
 	})
 	r.Post("/api/v1/webhooks/c2s", s.webhook)
 	r.Get("/api/v1/leads/process", s.makeTrigger)
+	if s.UI != nil {
+		r.Mount("/ui", s.UI)
+	}
 	r.Group(func(r chi.Router) {
 		r.Use(s.apiKey)
 		r.Post("/api/v1/c2s/enrich/{lead_id}", s.apiTrigger)
@@ -161,6 +167,21 @@ type APIKey struct {
 // AdminSuffix marks an admin key in API_KEYS ("key2:admin").
 const AdminSuffix = ":admin"
 
+// APIKeys are the keys of API_KEYS with their scopes.
+type APIKeys []APIKey
+
+// Scope says whether key is valid and whether it is an admin key. Every key
+// is compared, in constant time each, with no early exit. The console signs
+// in with the same rule.
+func (keys APIKeys) Scope(key string) (valid, admin bool) {
+	for _, k := range keys {
+		if equalSecret(key, k.Key) {
+			valid, admin = true, k.Admin
+		}
+	}
+	return valid, admin
+}
+
 // ParseAPIKeys reads the API_KEYS entries: "key" is a read key, "key:admin"
 // an admin key. It names every problem without echoing a key.
 func ParseAPIKeys(entries []string) ([]APIKey, error) {
@@ -209,14 +230,8 @@ func (s *Server) apiKey(next http.Handler) http.Handler {
 		auth := r.Header.Get("Authorization")
 		key, ok := strings.CutPrefix(auth, "Bearer ")
 		key = strings.TrimSpace(key)
-		valid, admin := false, false
-		for _, k := range s.APIKeys {
-			// No early exit: every key is compared, in constant time each.
-			if ok && equalSecret(key, k.Key) {
-				valid, admin = true, k.Admin
-			}
-		}
-		if !valid {
+		valid, admin := APIKeys(s.APIKeys).Scope(key)
+		if !ok || !valid {
 			writeError(w, http.StatusUnauthorized, "missing or invalid API key")
 			return
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/leadflow/leadflow/services/ingest/adapters"
 	"github.com/leadflow/leadflow/services/ingest/app"
 	"github.com/leadflow/leadflow/services/ingest/ports"
+	"github.com/leadflow/leadflow/services/ingest/ports/console"
 )
 
 // Name is the service name in logs and metrics.
@@ -73,6 +74,7 @@ func Setup(cfg Config) platform.Setup {
 		if err != nil {
 			return err
 		}
+		srv.UI = newConsole(ctx, cfg, d)
 		d.AddServer(fmt.Sprintf(":%d", cfg.Port), srv.Routes())
 		return nil
 	}
@@ -113,6 +115,19 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 		// Operator API (replay, dead letters): the same code as leadflowctl.
 		Extra: ports.Admin{Ops: &ops.Ops{JS: d.JS, Pool: d.Pool, Pub: d.Pub}, Log: d.Log}.Routes,
 	}, nil
+}
+
+// newConsole wires the operator's console (/ui) onto the same pkg/ops code
+// and trace as the admin API; ctx ends its live streams and replays.
+func newConsole(ctx context.Context, cfg Config, d *platform.Deps) *console.Console {
+	o := &ops.Ops{JS: d.JS, Pool: d.Pool, Pub: d.Pub}
+	return console.New(ctx, console.Config{
+		Keys:      ports.APIKeys(cfg.APIKeys),
+		Ops:       o,
+		Runs:      runs.New(d.Pool),
+		Uncertain: adapters.ConsoleUncertain{Ops: o},
+		Log:       d.Log,
+	})
 }
 
 // newEnrich wires POST /api/v1/enrich onto pkg/enrichment, the same use
