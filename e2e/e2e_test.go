@@ -344,3 +344,15 @@ func tail(s string) string {
 	}
 	return s
 }
+
+// TestVersionFlag: every service binary answers --version and exits 0
+// without reading its configuration.
+func TestVersionFlag(t *testing.T) {
+	bin := binaries(t)
+	for _, name := range services {
+		out, err := exec.Command(filepath.Join(bin, name), "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), name+" ") || !strings.Contains(string(out), "commit ") {
+			t.Errorf("%s --version = %q, %v", name, out, err)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/leadflow/leadflow/pkg/buildinfo"
 )
 
 func main() {
@@ -21,7 +23,12 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 64, "concurrent HTTP clients")
 	flag.IntVar(&o.workers, "workers", 64, "handlers per consumer in each worker service")
 	flag.DurationVar(&o.analyzeEvery, "analyze-every", 30*time.Second, "run ANALYZE this often, as autovacuum would (0 = never)")
+	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.String("bench"))
+		return
+	}
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

@@ -13,10 +13,14 @@ import (
 	"syscall"
 
 	"github.com/leadflow/leadflow/cmd/stack/stack"
+	"github.com/leadflow/leadflow/pkg/buildinfo"
 	"github.com/leadflow/leadflow/pkg/sim"
 )
 
 func main() {
+	if buildinfo.PrintIfAsked("stack", os.Args[1:], os.Stdout) {
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	env := map[string]string{}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
+	"github.com/leadflow/leadflow/pkg/buildinfo"
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
 	"github.com/leadflow/leadflow/pkg/logging"
@@ -326,9 +327,13 @@ func (d described[C]) Build(l *config.Loader) (Common, Setup, error) {
 	return d.common(cfg), d.setup(cfg), nil
 }
 
-// Main is a service process: configuration from the environment (exit 2
-// naming every problem), then Serve.
+// Main is a service process: --version prints the build and exits 0;
+// otherwise configuration from the environment (exit 2 naming every
+// problem), then Serve.
 func Main(s Service) int {
+	if buildinfo.PrintIfAsked(s.Name(), os.Args[1:], os.Stdout) {
+		return 0
+	}
 	common, setup, err := s.Build(config.New())
 	if err != nil {
 		return ExitOnConfigError(s.Name(), err)

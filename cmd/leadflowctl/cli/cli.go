@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/buildinfo"
 	"github.com/leadflow/leadflow/pkg/ops"
 	"github.com/leadflow/leadflow/pkg/store"
 )
@@ -99,7 +100,9 @@ DATABASE_URL (alias DB_URL) environment variables. Personal data is masked in
 every output unless a command says otherwise.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Get().Version,
 	}
+	root.SetVersionTemplate(buildinfo.String("leadflowctl") + "\n")
 	// Defaults come from the environment at run time, not as flag defaults:
 	// --help must never print a URL that may hold a password.
 	root.PersistentFlags().StringVar(&a.natsURL, "nats", "", "NATS server URL(s), comma-separated (default: env NATS_URL)")
