@@ -75,6 +75,7 @@ func run(ctx context.Context, o options) error {
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"DATABASE_URL=" + dbURL, "NATS_URL=" + broker.URL, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn",
+		"HEALTH_PORT=0", "METRICS_PORT=0", // four processes on one machine: no shared default ports
 		"C2S_BASE_URL=" + urls.C2SBaseURL, "C2S_TOKEN=" + c.C2SToken,
 		"DIRETRIX_BASE_URL=" + urls.DiretrixBaseURL, "DIRETRIX_USER=" + c.DiretrixUser, "DIRETRIX_PASS=" + c.DiretrixPass,
 		"WORK_API_URL=" + urls.WorkAPIURL, "WORK_API_KEY=" + c.WorkToken,

@@ -19,9 +19,10 @@ import (
 )
 
 // Connect dials NATS (comma-separated URLs) and keeps reconnecting forever:
-// a broker restart must not kill a service.
-func Connect(urls, name string, log zerolog.Logger) (*nats.Conn, error) {
-	return nats.Connect(urls,
+// a broker restart must not kill a service. extra carries authentication
+// and TLS (NATSAuth.Options).
+func Connect(urls, name string, log zerolog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect(urls, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
@@ -29,7 +30,7 @@ func Connect(urls, name string, log zerolog.Logger) (*nats.Conn, error) {
 			log.Warn().Err(err).Msg("nats disconnected")
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info().Msg("nats reconnected") }),
-	)
+	}, extra...)...)
 }
 
 // StreamSettings are the stream's retention choices.
@@ -88,6 +89,7 @@ type ConsumerSpec struct {
 	NakDelays     []time.Duration // redelivery after a nak (transient failure)
 	MaxAckPending int
 	Workers       int // concurrent handlers in this process
+	Replicas      int // consumer replicas; 0 = as the stream (CONSUMER_REPLICAS)
 }
 
 // DefaultConsumerSpec returns the settings every stage starts from.
@@ -166,6 +168,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, spec ConsumerSp
 		ReplayPolicy:   jetstream.ReplayInstantPolicy,
 		DeliverSubject: deliverSubject(durable),
 		DeliverGroup:   durable,
+		Replicas:       spec.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("ensure consumer %s: %w", durable, err)
