@@ -25,7 +25,7 @@ func Connect(urls, name string, log zerolog.Logger, extra ...nats.Option) (*nats
 	return nats.Connect(urls, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectWait(500 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn().Err(err).Msg("nats disconnected")
 		}),
