@@ -56,6 +56,8 @@ type Common struct {
 	ConsumerReplicas int
 	// NATS authentication and TLS files.
 	NATS messaging.NATSAuth
+	// Tracing: OpenTelemetry from the OTEL_* variables (Serve installs it).
+	Tracing Tracing
 	// AsyncCommit turns synchronous_commit off for this service's sessions.
 	// Only for writes that a retry can always redo (ingest's receipts).
 	AsyncCommit bool
@@ -100,6 +102,7 @@ func LoadCommonWith(l *config.Loader, service string, ports Ports) Common {
 	for _, p := range c.NATS.Problems() {
 		l.Check(false, "%s", p)
 	}
+	c.Tracing = LoadTracing(l)
 	c.DBMaxConns = l.Int("DB_MAX_CONNS", 8, 1, 1000)
 	def := messaging.DefaultStreamSettings()
 	c.Stream = messaging.StreamSettings{
@@ -173,6 +176,7 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		return nil, err
 	}
 	d.Router.Instrument(d.Registry)
+	d.Registry.MustRegister(messaging.NewStatsCollector(d.JS, c.Service), store.NewPoolCollector(d.Pool))
 	d.Router.OnDeadLetter = d.markRunFailed
 	return d, nil
 }
@@ -189,7 +193,7 @@ func (d *Deps) markRunFailed(dl events.DeadLetter) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := runs.Record(ctx, d.Pool, failed, runs.Outcome{
-		Stage: runs.StageFailed, Outcome: "dead_letter", Error: dl.Reason,
+		Stage: runs.StageFailed, Outcome: "dead_letter", Error: dl.Reason, TraceID: dl.TraceID,
 		Detail: map[string]any{"stage": dl.Stage, "deliveries": dl.Deliveries},
 	})
 	if err != nil {
@@ -271,6 +275,12 @@ func Serve(c Common, setup Setup) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	flush, err := setupProcessTracing(ctx, c)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start tracing")
+		return 1
+	}
+	defer flush()
 	return RunContext(ctx, c, log, setup)
 }
 

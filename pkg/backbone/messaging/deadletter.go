@@ -31,6 +31,7 @@ func (d deadLetterPublisher) Publish(_ string, msgs ...*message.Message) error {
 			Stage:           d.stage,
 			Reason:          m.Metadata.Get(middleware.ReasonForPoisonedKey),
 			FailedAt:        time.Now().UTC(),
+			TraceID:         traceIDOf(m),
 		}
 		dl.Deliveries, _ = strconv.Atoi(m.Metadata.Get(MetaDelivered))
 		if json.Valid(m.Payload) {
@@ -52,6 +53,7 @@ func (d deadLetterPublisher) Publish(_ string, msgs ...*message.Message) error {
 		// is deduplicated by JetStream.
 		out := message.NewMessage("dlq:"+events.ID(d.stage, m.UUID), payload)
 		middleware.SetCorrelationID(middleware.MessageCorrelationID(m), out)
+		continueTrace(m, out)
 		out.Metadata.Set(MetaEventType, events.TypeDeadLetter)
 		out.Metadata.Set("lf_stage", d.stage)
 		if err := d.pub.PublishMessage(events.SubjectDeadLetter, out); err != nil {

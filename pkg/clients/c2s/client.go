@@ -56,7 +56,7 @@ func New(cfg Config) (*Client, error) {
 	if p.IsZero() {
 		p = httpx.C2SPolicy()
 	}
-	o := cfg.Options
+	o := withTokenCounter(cfg.Options)
 	o.Secrets = append(append([]string(nil), o.Secrets...), cfg.Token)
 	return &Client{base: base, token: cfg.Token, caller: httpx.New("c2s", cfg.HTTPClient, p, o)}, nil
 }

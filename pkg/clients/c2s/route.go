@@ -52,6 +52,11 @@ func NewRoute(direct *Client, gw *Gateway, o RouteOptions) (*Route, error) {
 	if o.Logger != nil {
 		p.log = o.Logger.With().Str("component", "c2sport").Logger()
 	}
+	for _, op := range []string{"get_lead", "post_message", "update_lead"} {
+		if gw != nil {
+			p.fallbacks.WithLabelValues(op) // at zero, so increase() sees the first
+		}
+	}
 	return p, nil
 }
 

@@ -60,6 +60,9 @@ type Options struct {
 	Classify Classifier // default DefaultClassify
 	// Secrets are literal values (tokens, passwords) scrubbed from every error.
 	Secrets []string
+	// Unauthorized, when set, counts calls the upstream refused for the
+	// credentials (401/403), e.g. leadflow_c2s_token_invalid_total.
+	Unauthorized prometheus.Counter
 }
 
 // Caller executes requests against one upstream under a Policy.
@@ -77,6 +80,7 @@ type Caller struct {
 	sem      *semaphore.Weighted
 	breaker  *gobreaker.CircuitBreaker[*Response]
 	m        *metrics
+	unauth   prometheus.Counter
 }
 
 // New builds a Caller. client nil = a client with sane transport defaults.
@@ -93,6 +97,7 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 		jitter:   o.Jitter,
 		classify: o.Classify,
 		m:        newMetrics(o.Registerer),
+		unauth:   o.Unauthorized,
 	}
 	for _, s := range o.Secrets {
 		if s != "" {
@@ -138,10 +143,12 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 			IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
 			OnStateChange: func(_ string, from, to gobreaker.State) {
 				c.m.breaker.WithLabelValues(name, to.String()).Inc()
+				c.m.setState(name, to)
 				c.log.Warn().Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker state change")
 			},
 		})
 	}
+	c.m.init(name, c.breaker != nil)
 	return c
 }
 
@@ -197,8 +204,11 @@ var errCallerGone = errors.New("caller context done")
 // the upstream answered. Non-idempotent methods (POST, PATCH) are retried only
 // when the upstream surely did not act: connection refused, 429, 503.
 func (c *Caller) Do(ctx context.Context, op string, build func(ctx context.Context) (*http.Request, error)) (*Response, error) {
+	ctx, end := c.traceCall(ctx, op)
 	resp, err := c.do(ctx, op, build)
 	c.m.calls.WithLabelValues(c.name, outcome(err)).Inc()
+	c.observeCall(err)
+	end(resp, err)
 	return resp, err
 }
 
@@ -236,7 +246,8 @@ func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Conte
 			return resp, err // we would wake up after the caller gave up
 		}
 		c.m.retries.WithLabelValues(c.name).Inc()
-		c.log.Debug().Str("op", op).Int("attempt", attempt+1).Dur("wait", wait).
+		traceRetry(ctx, attempt+1, wait, kind)
+		c.log.Debug().Ctx(ctx).Str("op", op).Int("attempt", attempt+1).Dur("wait", wait).
 			Str("kind", kind.String()).Msg("retrying upstream call")
 		if serr := c.sleep(ctx, wait); serr != nil {
 			return resp, failure.Transient(op, serr)
@@ -278,6 +289,7 @@ func (c *Caller) attempt(ctx context.Context, op string, build func(ctx context.
 			return nil, failure.Permanent(op, c.scrub(err))
 		}
 		idempotent = isIdempotent(req.Method)
+		defer c.timeAttempt(time.Now())
 		hr, err := c.client.Do(req)
 		if err != nil {
 			return nil, c.transportError(ctx, op, err)

@@ -67,6 +67,8 @@ type Notifier struct {
 	Store      Store
 	Publisher  Publisher
 	Multiplier decimal.Decimal
+	// OnNotified, when set, is told of every lead.notified published.
+	OnNotified func(next events.Envelope, out events.LeadNotified)
 }
 
 // Enriched posts the message of a lead.enriched event.
@@ -128,7 +130,13 @@ func (n *Notifier) finish(ctx context.Context, env events.Envelope, out events.L
 	if err := n.Store.SaveNotification(ctx, next, out); err != nil {
 		return err
 	}
-	return n.Publisher.Publish(ctx, next)
+	if err := n.Publisher.Publish(ctx, next); err != nil {
+		return err
+	}
+	if n.OnNotified != nil {
+		n.OnNotified(next, out)
+	}
+	return nil
 }
 
 // contains compares modulo trailing whitespace: CRMs may trim what they store.

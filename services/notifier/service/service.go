@@ -66,6 +66,7 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Notifier, error) {
 		Store:      adapters.Store{Pool: d.Pool},
 		Publisher:  d.Pub,
 		Multiplier: cfg.IncomeMultiplier,
+		OnNotified: ports.EndToEnd(d.Registry),
 	}, nil
 }
 
