@@ -21,7 +21,7 @@ var tracer = otel.Tracer("github.com/leadflow/leadflow/pkg/clients/httpx")
 // status and outcome, and the retries: never a URL (paths and queries hold
 // phones, emails, CPFs and tokens) nor a body.
 func (c *Caller) traceCall(ctx context.Context, op string) (context.Context, func(*Response, error)) {
-	ctx, span := tracer.Start(ctx, c.name+" "+op, trace.WithSpanKind(trace.SpanKindClient),
+	ctx, span := tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("leadflow.upstream", c.name), attribute.String("leadflow.upstream.op", op)))
 	return ctx, func(resp *Response, err error) {
 		status := StatusOf(err)
