@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
 // Cluster is n JetStream servers in one NATS cluster on loopback, routed to
@@ -210,4 +210,3 @@ func (c *Cluster) Shutdown() {
 		c.Stop(i, false)
 	}
 }
-
