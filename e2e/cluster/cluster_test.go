@@ -105,12 +105,16 @@ func run(t *testing.T, leads int, crash bool) {
 	if err != nil || info.Config.Replicas != 3 || len(info.Cluster.Replicas) != 2 {
 		t.Fatalf("stream %+v, %v", info, err)
 	}
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := map[string]int{}
+	for ci := range st.ListConsumers(ctx).Info() { // push or pull alike
+		replicas[ci.Name] = ci.Config.Replicas
+	}
 	for _, d := range []string{"resolver__leads_received", "enricher__leads_resolved", "notifier__leads_enriched", "notifier__leads_unresolved"} {
-		c, err := js.Consumer(ctx, events.StreamName, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r := c.CachedInfo().Config.Replicas; r != 3 {
+		if r := replicas[d]; r != 3 {
 			t.Errorf("consumer %s has %d replicas, want 3 (CONSUMER_REPLICAS defaults to the stream's)", d, r)
 		}
 	}
