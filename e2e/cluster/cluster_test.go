@@ -71,6 +71,10 @@ func run(t *testing.T, leads int, crash bool) {
 		"NOTIFY_UNRESOLVED": "true", // every lead ends with one message
 		"RESOLVER_WORKERS":  "8", "ENRICHER_WORKERS": "8", "NOTIFIER_WORKERS": "8",
 		"DB_MAX_CONNS": "4",
+		// The enricher's ack wait is the Work API timeout × tries + 1 min:
+		// keep it near a minute, so a delivery lost with a node comes back
+		// within the wait below.
+		"WORK_API_TIMEOUT": "5s",
 	}
 	for _, p := range []string{"WORK_API", "C2S", "DIRETRIX"} {
 		env[p+"_RATE"], env[p+"_CONCURRENCY"] = "0", "0"
@@ -175,9 +179,11 @@ func run(t *testing.T, leads int, crash bool) {
 	}
 
 	// Nothing lost: every lead gets its message. Nothing twice: exactly one.
-	wait := 90 * time.Second
+	// Deliveries in flight on the node that went away come back after the
+	// ack wait (a minute; 70 s for the enricher here).
+	wait := 2 * time.Minute
 	if crash {
-		wait = 4 * time.Minute // deliveries held by the dead node come back after the ack wait
+		wait = 4 * time.Minute
 	}
 	deadline := time.Now().Add(wait)
 	for {

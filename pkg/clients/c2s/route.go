@@ -106,7 +106,7 @@ func (p *Route) fallback(ctx context.Context, op, leadID string, err error) bool
 	p.fallbacks.WithLabelValues(op).Inc()
 	// Lead ids are opaque C2S ids, not personal data; err carries only op,
 	// kind and HTTP status (httpx never puts bodies or URLs with data in it).
-	p.log.Warn().Str("op", op).Str("lead_id", leadID).
+	p.log.Warn().Ctx(ctx).Str("op", op).Str("lead_id", leadID).
 		Int("gateway_status", httpx.StatusOf(err)).
 		Bool("breaker_open", errors.Is(err, httpx.ErrBreakerOpen)).
 		Msg("c2s gateway failed transiently; falling back to direct C2S")
