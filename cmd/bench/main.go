@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/leadflow/leadflow/pkg/buildinfo"
 )
 
 func main() {
@@ -37,7 +39,12 @@ func main() {
 	flag.IntVar(&o.cold, "cold", 20, "cold start: webhooks timed one at a time right after start-up")
 	flag.IntVar(&o.warm, "warm", 100, "cold start: webhooks timed one at a time after the cold ones (their p50 is the warm reference)")
 	flag.DurationVar(&o.simLatency, "sim-latency", 0, "latency every simulator adds to every call (subtracted, times calls per lead, from end to end as upstream time)")
+	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.String("bench"))
+		return
+	}
 	if !o.product && !o.floor {
 		fmt.Fprintln(os.Stderr, "bench: nothing to measure (-product=false -floor=false)")
 		os.Exit(2)

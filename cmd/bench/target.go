@@ -322,7 +322,7 @@ func baseEnv(e *env, port int) []string {
 	c, u := e.sims.Config, e.sims.URLs
 	return []string{
 		"PATH=" + os.Getenv("PATH"),
-		"DATABASE_URL=" + e.dbURL, "NATS_URL=" + e.broker.URL, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn",
+		"DATABASE_URL=" + e.dbURL, "NATS_URL=" + e.broker.URL, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn", "HEALTH_PORT=0", "METRICS_PORT=0",
 		"C2S_BASE_URL=" + u.C2SBaseURL, "C2S_TOKEN=" + c.C2SToken,
 		"DIRETRIX_BASE_URL=" + u.DiretrixBaseURL, "DIRETRIX_USER=" + c.DiretrixUser, "DIRETRIX_PASS=" + c.DiretrixPass,
 		"WORK_API_URL=" + u.WorkAPIURL, "WORK_API_KEY=" + c.WorkToken,

@@ -176,7 +176,7 @@ func (s *Persons) payload(ctx context.Context, cpf string, reuse Reuse) (json.Ra
 	} else {
 		s.Metrics.Reused.Inc()
 	}
-	s.Log.Debug().Str("cpf", logging.CPF(cpf)).Bool("paid", paid).Msg("payload ready")
+	s.Log.Debug().Ctx(ctx).Str("cpf", logging.CPF(cpf)).Bool("paid", paid).Msg("payload ready")
 	return r.raw, paid, nil
 }
 

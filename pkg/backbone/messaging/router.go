@@ -122,6 +122,7 @@ func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handl
 	fn = poison(fn)
 	fn = deadline(spec.MaxHold)(fn)
 	fn = correlation(fn)
+	fn = r.telemetry(spec, durable)(fn) // trace span per delivery (tracing.go)
 	return func(msg *message.Message) error {
 		_, err := fn(msg)
 		return err

@@ -54,7 +54,7 @@ func New(cfg Config) (*Client, error) {
 	if p.IsZero() {
 		p = httpx.C2SPolicy()
 	}
-	o := cfg.Options
+	o := withTokenCounter(cfg.Options)
 	o.Secrets = append(append([]string(nil), o.Secrets...), cfg.Token)
 	if o.UnsentStatuses == nil {
 		// c2s/API.md: a 5xx after create_message was sent leaves the

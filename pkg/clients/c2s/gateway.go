@@ -40,7 +40,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if p.IsZero() {
 		p = httpx.GatewayPolicy()
 	}
-	return &Gateway{base: base, caller: httpx.New("c2s_gateway", cfg.HTTPClient, p, cfg.Options)}, nil
+	return &Gateway{base: base, caller: httpx.New("c2s_gateway", cfg.HTTPClient, p, withTokenCounter(cfg.Options))}, nil
 }
 
 // Caller exposes the resilience layer (breaker state, policy).

@@ -79,6 +79,9 @@ type Options struct {
 	// DefaultUnsentStatuses. Any other failed answer to a POST after it was
 	// sent makes its outcome uncertain (failure.KindUncertain).
 	UnsentStatuses []int
+	// Unauthorized, when set, counts calls the upstream refused for the
+	// credentials (401/403), e.g. leadflow_c2s_token_invalid_total.
+	Unauthorized prometheus.Counter
 }
 
 // DefaultUnsentStatuses: 429 (rate limited before acting) and 503 (refused
@@ -103,6 +106,7 @@ type Caller struct {
 	shared   Limiter // replaces limiter when set
 	maxThrot int
 	m        *metrics
+	unauth   prometheus.Counter
 }
 
 // New builds a Caller. client nil = a client with sane transport defaults.
@@ -120,6 +124,7 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 		classify: o.Classify,
 		unsent:   o.UnsentStatuses,
 		m:        newMetrics(o.Registerer),
+		unauth:   o.Unauthorized,
 	}
 	if c.unsent == nil {
 		c.unsent = DefaultUnsentStatuses
@@ -177,10 +182,12 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 			IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
 			OnStateChange: func(_ string, from, to gobreaker.State) {
 				c.m.breaker.WithLabelValues(name, to.String()).Inc()
+				c.m.setState(name, to)
 				c.log.Warn().Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker state change")
 			},
 		})
 	}
+	c.m.init(name, c.breaker != nil)
 	return c
 }
 
@@ -240,8 +247,11 @@ var errCallerGone = errors.New("caller context done")
 // request was sent (a timeout, a dropped connection, a 500/502/504) is
 // failure.KindUncertain and is never resent.
 func (c *Caller) Do(ctx context.Context, op string, build func(ctx context.Context) (*http.Request, error)) (*Response, error) {
+	ctx, end := c.traceCall(ctx, op)
 	resp, err := c.do(ctx, op, build)
 	c.m.calls.WithLabelValues(c.name, outcome(err)).Inc()
+	c.observeCall(err)
+	end(resp, err)
 	return resp, err
 }
 
@@ -296,7 +306,8 @@ func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Conte
 			return resp, err // we would wake up after the caller gave up
 		}
 		c.m.retries.WithLabelValues(c.name).Inc()
-		c.log.Debug().Str("op", op).Int("attempt", attempt+1).Dur("wait", wait).
+		traceRetry(ctx, attempt+1, wait, kind)
+		c.log.Debug().Ctx(ctx).Str("op", op).Int("attempt", attempt+1).Dur("wait", wait).
 			Str("kind", kind.String()).Msg("retrying upstream call")
 		if serr := c.sleep(ctx, wait); serr != nil {
 			return resp, failure.Transient(op, serr)
@@ -342,6 +353,7 @@ func (c *Caller) attempt(ctx context.Context, op string, build func(ctx context.
 			// The caller gave up before anything was sent: not uncertain.
 			return nil, failure.Transient(op, fmt.Errorf("%w: %w", errCallerGone, err))
 		}
+		defer c.timeAttempt(time.Now())
 		hr, err := c.client.Do(req)
 		if err != nil {
 			return nil, c.uncertainUnlessUnsent(idempotent, nil, c.transportError(ctx, op, err))

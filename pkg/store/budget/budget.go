@@ -113,6 +113,9 @@ func New(pool *pgxpool.Pool, c Config) (*Budget, error) {
 		t = 1
 	}
 	m := metricsFor(c.Registerer)
+	// The series exist from the start, so dashboards and alerts see zero.
+	m.wait.WithLabelValues(c.Upstream)
+	m.throttled.WithLabelValues(c.Upstream)
 	return &Budget{
 		pool:      pool,
 		name:      Name(c.Upstream, c.Credential),

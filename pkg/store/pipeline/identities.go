@@ -73,7 +73,7 @@ func (r Identities) SaveResolution(ctx context.Context, env events.Envelope, lea
 	b.Queue(`INSERT INTO pipeline.lead_contacts (lead_id, phone, email) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
 		ON CONFLICT (lead_id) DO UPDATE SET phone = EXCLUDED.phone, email = EXCLUDED.email, updated_at = now()`,
 		env.LeadID, phone, email)
-	runs.QueueRecord(b, env, step)
+	runs.QueueRecord(ctx, b, env, step)
 	if payload, err := json.Marshal(env); err == nil {
 		b.Queue(`INSERT INTO pipeline.run_outcomes (run_id, stage, event) VALUES ($1, 'resolution', $2) ON CONFLICT DO NOTHING`, env.RunID, payload)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/ingest/app"
@@ -73,7 +74,7 @@ type Server struct {
 // Routes builds the router.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.recoverer, s.Metrics.middleware)
+	r.Use(platform.TraceHTTP, middleware.RequestID, s.recoverer, s.Metrics.middleware)
 	if s.Health != nil {
 		s.Health(r)
 	}
@@ -129,9 +130,9 @@ func statusOf(err error) int {
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
-	log := s.Log.Warn()
+	log := s.Log.Warn().Ctx(r.Context())
 	if status >= 500 {
-		log = s.Log.Error()
+		log = s.Log.Error().Ctx(r.Context())
 	}
 	log.Err(err).Str("path", r.URL.Path).Int("status", status).Msg("request failed")
 	writeError(w, status, http.StatusText(status))
@@ -273,7 +274,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		s.Log.Info().Str("lead_id", ev.LeadID).Str("action", ev.Action).Str("status", res.Status).Msg("webhook")
+		s.Log.Info().Ctx(r.Context()).Str("lead_id", ev.LeadID).Str("action", ev.Action).Str("status", res.Status).Msg("webhook")
 		queued = queued || res.Status == app.StatusQueued
 		results = append(results, res)
 	}
@@ -336,11 +337,11 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, leadID string, 
 			writeJSON(w, http.StatusOK, map[string]any{"success": false, "lead_id": leadID, "error": "invalid lead id"})
 			return
 		}
-		s.Log.Error().Err(err).Str("lead_id", leadID).Msg("trigger failed")
+		s.Log.Error().Ctx(r.Context()).Err(err).Str("lead_id", leadID).Msg("trigger failed")
 		writeJSON(w, http.StatusOK, map[string]any{"success": false, "lead_id": leadID, "error": "could not queue the lead; retry later"})
 		return
 	}
-	s.Log.Info().Str("lead_id", leadID).Str("source", string(source)).Str("status", res.Status).Msg("trigger")
+	s.Log.Info().Ctx(r.Context()).Str("lead_id", leadID).Str("source", string(source)).Str("status", res.Status).Msg("trigger")
 	if wait == 0 {
 		writeJSON(w, http.StatusOK, map[string]any{"success": true, "lead_id": leadID, "status": res.Status, "run_id": res.RunID})
 		return

@@ -61,6 +61,7 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		d := clients.LoadDiretrix(l)
 		c.Diretrix = &d
 	}
+	l.Check(c.Port != c.Common.HealthPort && c.Port != c.Common.MetricsPort, "PORT must differ from HEALTH_PORT and METRICS_PORT")
 	return c, l.Err()
 }
 
@@ -154,8 +155,10 @@ func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich,
 // ingestCommon: ingest's writes (receipts, run starts) are redone by any
 // retry of the webhook, so they do not wait for the WAL flush; that is what
 // lets ingest ack thousands of webhooks a second.
+// Its /health, /ready and /metrics are on PORT, and on METRICS_PORT (9090)
+// for Prometheus; HEALTH_PORT adds them on a third port only when set.
 func ingestCommon(l *config.Loader) platform.Common {
-	c := platform.LoadCommon(l, Name)
+	c := platform.LoadCommonWith(l, Name, platform.Ports{Metrics: platform.DefaultMetricsPort})
 	c.AsyncCommit = true
 	return c
 }
