@@ -96,8 +96,8 @@ type ConsumerSpec struct {
 	// progress (waiting for a rate budget, credits or a slow upstream);
 	// past it the message is no longer kept alive and comes back after the
 	// ack wait, as from a hung or dead process.
-	MaxHold time.Duration
-	Replicas      int // consumer replicas; 0 = as the stream (CONSUMER_REPLICAS)
+	MaxHold  time.Duration
+	Replicas int // consumer replicas; 0 = as the stream (CONSUMER_REPLICAS)
 }
 
 // DefaultConsumerSpec returns the settings every stage starts from.
