@@ -33,7 +33,12 @@ func TestClusterKeepsAnR3StreamThroughANodeLoss(t *testing.T) {
 	publish := func(n int) {
 		for i := 0; i < n; i++ {
 			for {
-				if _, err := js.Publish(ctx, "t.x", []byte("x")); err == nil {
+				// Each try has its own timeout: an ack lost while the
+				// leader moves must not hold the whole test.
+				pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := js.Publish(pctx, "t.x", []byte("x"))
+				pcancel()
+				if err == nil {
 					break
 				} else if ctx.Err() != nil {
 					t.Fatal(err)
