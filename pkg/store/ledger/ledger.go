@@ -228,8 +228,8 @@ func (s *Session) Uncertain(ctx context.Context, route string) error {
 }
 
 // Finish records the end of this section (status sent, pending, uncertain
-// or repost; route and reason when not empty) and releases the lead, in one
-// round trip. The session is done afterwards. It runs even when ctx has
+// or repost; route and reason when not empty) and releases the lead once it
+// is committed, in one round trip. The session is done afterwards. It runs even when ctx has
 // ended: a finished post must be recorded.
 func (s *Session) Finish(ctx context.Context, status, route, reason string) error {
 	_, err := s.FinishWith(ctx, status, route, reason, nil)
@@ -237,8 +237,8 @@ func (s *Session) Finish(ctx context.Context, status, route, reason string) erro
 }
 
 // FinishWith is Finish with the caller's own statements (the stage's trace
-// step) queued between the ledger's end and the unlock: one round trip, one
-// implicit transaction, so the end and the trace step commit together. If
+// step) queued in the transaction of the ledger's end: one round trip, one
+// commit, then the unlock. If
 // the caller's statements fail they take the end with them; the end is then
 // recorded alone and done reports false (the caller writes its statements
 // on its own). The ledger's end is never given up for the caller's sake.
@@ -263,24 +263,44 @@ func (s *Session) FinishWith(ctx context.Context, status, route, reason string, 
 	return true, nil
 }
 
-// end sends the ledger's end, the caller's statements and the unlock in one
-// batch.
-func (s *Session) end(ctx context.Context, status, route, reason string, queue func(*pgx.Batch)) (Entry, error) {
+// end sends the ledger's end and the caller's statements in one explicit
+// transaction, then the unlock, in one batch (one round trip). The unlock
+// runs only after COMMIT: a session lock released inside a transaction is
+// free before the transaction's writes are visible, and the next holder
+// must read the end.
+func (s *Session) end(ctx context.Context, status, route, reason string, queue func(*pgx.Batch)) (e Entry, err error) {
 	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	b.Queue(`UPDATE pipeline.notifications SET status = $4, route = COALESCE(NULLIF($5, ''), route),
 		reason = COALESCE(NULLIF($6, ''), reason), updated_at = now(),
 		sent_at = CASE WHEN $4 = 'sent' THEN COALESCE(sent_at, now()) ELSE sent_at END
 		WHERE lead_id = $1 AND run_key = $2 AND stage = $3 RETURNING `+columns,
 		s.key.LeadID, s.key.RunKey, s.key.Stage, status, route, reason)
+	before := b.Len()
 	if queue != nil {
 		queue(b)
 	}
-	extra := b.Len() - 1
+	extra := b.Len() - before
+	b.Queue("COMMIT")
 	b.Queue(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, LockKey(s.key.LeadID))
 	res := s.conn.SendBatch(ctx, b)
-	e, err := scan(res.QueryRow())
+	tx := res.Tx()
+	defer func() {
+		// After a failure, leave the aborted transaction (the lock is the
+		// session's and stays held); after COMMIT this does nothing.
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+	}()
+	if _, err = res.Exec(); err == nil { // BEGIN
+		e, err = scan(res.QueryRow())
+	}
 	for i := 0; i < extra && err == nil; i++ {
 		_, err = res.Exec()
+	}
+	if err == nil {
+		_, err = res.Exec() // COMMIT
+	}
+	if err == nil {
+		_, err = res.Exec() // unlock
 	}
 	if cerr := res.Close(); err == nil {
 		err = cerr
