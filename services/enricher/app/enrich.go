@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -91,7 +90,7 @@ func (e *Enricher) Handle(ctx context.Context, env events.Envelope, in events.Le
 		for i := range found {
 			out.Persons[i].EntityID = found[i].EntityID
 		}
-		if next.Data, err = json.Marshal(out); err != nil {
+		if err := next.SetData(out); err != nil {
 			return failure.Permanent("enricher.event", err)
 		}
 	}
