@@ -366,6 +366,14 @@ func report(o options, round int, p, f *result) {
 		}
 		return per(ms(cpu), r) + " / " + per(ms(r.pgCPU), r) + " / " + per(ms(r.benchCPU), r)
 	}, "", "")
+	if p != nil && len(p.procs) > 1 {
+		var parts, names []string
+		for _, s := range p.procs {
+			names = append(names, s.name)
+			parts = append(parts, per(ms(s.cpu), p))
+		}
+		fmt.Printf("| CPU per lead, ms, by process (%s) | %s | | | |\n", strings.Join(names, " / "), strings.Join(parts, " / "))
+	}
 	row("JetStream messages stored per lead", func(r *result) string { return per(float64(r.streamMsgs), r) }, "", "")
 	row("simulator HTTP calls per lead", func(r *result) string { return per(float64(r.simCalls), r) }, "", "")
 	row("paid Work API calls / unique CPFs", func(r *result) string { return fmt.Sprintf("%d / %d", r.paid, r.uniqueCPFs) }, "", "product: equal")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/diretrix"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
@@ -58,6 +60,19 @@ func (w CoreWriter) WritePerson(ctx context.Context, p *person.Person, leadID st
 		return "", err
 	}
 	return r.EntityID, nil
+}
+
+// WritePersons implements BatchWriter.
+func (w CoreWriter) WritePersons(ctx context.Context, ps []*person.Person, leadID string, queue func(*pgx.Batch)) ([]string, error) {
+	rs, err := w.Core.WritePersons(ctx, ps, leadID, queue)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.EntityID
+	}
+	return ids, nil
 }
 
 // Diretrix adapts the Diretrix client to Directory.

@@ -27,6 +27,11 @@ type Records interface {
 	KnownEmail(ctx context.Context, email string) (cpf string, found bool, err error)
 }
 
+// BothRecords is Records that answers both identifiers in one round trip.
+type BothRecords interface {
+	KnownBoth(ctx context.Context, phone, email string) (phoneCPF string, phoneFound bool, emailCPF string, emailFound bool, err error)
+}
+
 // Identity resolves a lead's phone and email to CPFs (RESOLUTION.md). The
 // resolver and ingest's POST /api/v1/enrich share it.
 type Identity struct {
@@ -73,15 +78,26 @@ func (r *Identity) Resolve(ctx context.Context, c events.Customer) (Resolution, 
 	var res Resolution
 	res.Phone = prepare(brdata.NormalizePhone(c.Phone), brdata.PlausiblePhone)
 	res.Email = prepare(brdata.NormalizeEmail(c.Email), brdata.PlausibleEmail)
+	knownPhone, knownEmail := r.Records.KnownPhone, r.Records.KnownEmail
+	if both, ok := r.Records.(BothRecords); ok && res.Phone.State == "" && res.Email.State == "" {
+		// Both identifiers' own records in one round trip; Diretrix, where
+		// needed, is still asked for each in parallel.
+		pc, pf, ec, ef, err := both.KnownBoth(ctx, res.Phone.Value, res.Email.Value)
+		if err != nil {
+			return res, err
+		}
+		knownPhone = func(context.Context, string) (string, bool, error) { return pc, pf, nil }
+		knownEmail = func(context.Context, string) (string, bool, error) { return ec, ef, nil }
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	if res.Phone.State == "" {
 		g.Go(func() error {
-			return r.lookup(gctx, &res.Phone, r.Records.KnownPhone, r.Directory.CPFByPhone, "phone")
+			return r.lookup(gctx, &res.Phone, knownPhone, r.Directory.CPFByPhone, "phone")
 		})
 	}
 	if res.Email.State == "" {
 		g.Go(func() error {
-			return r.lookup(gctx, &res.Email, r.Records.KnownEmail, r.Directory.CPFByEmail, "email")
+			return r.lookup(gctx, &res.Email, knownEmail, r.Directory.CPFByEmail, "email")
 		})
 	}
 	if err := g.Wait(); err != nil {

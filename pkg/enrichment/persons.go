@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
@@ -36,6 +37,13 @@ type Payloads interface {
 // Writer writes one person to core.*.
 type Writer interface {
 	WritePerson(ctx context.Context, p *person.Person, leadID string) (entityID string, err error)
+}
+
+// BatchWriter writes a lead's persons to core.* and the caller's own
+// statements (queue: its trace step) in one transaction, one round trip; it
+// returns the entity ids in ps's order.
+type BatchWriter interface {
+	WritePersons(ctx context.Context, ps []*person.Person, leadID string, queue func(*pgx.Batch)) ([]string, error)
 }
 
 // Metrics are the counters operators watch.
@@ -108,6 +116,20 @@ type Result struct {
 // The Work API answering "nobody" or a permanent refusal skips the person;
 // every other error is returned for the pipeline to decide.
 func (s *Persons) Enrich(ctx context.Context, cpf string, reuse Reuse, leadID string) (Result, error) {
+	r, err := s.Fetch(ctx, cpf, reuse)
+	if err != nil || r.Skipped != "" {
+		return r, err
+	}
+	if r.EntityID, err = s.Writer.WritePerson(ctx, r.Person, leadID); err != nil {
+		return Result{}, err
+	}
+	return r, nil
+}
+
+// Fetch is Enrich without the write: cpf's paid-or-reused person, or the
+// reason it is skipped. Callers that write several persons and their own
+// rows in one transaction (the enricher) use it with BatchWriter.
+func (s *Persons) Fetch(ctx context.Context, cpf string, reuse Reuse) (Result, error) {
 	raw, paid, err := s.payload(ctx, cpf, reuse)
 	if err != nil {
 		if errors.Is(err, pipeline.ErrPaidAttemptsExhausted) {
@@ -123,11 +145,7 @@ func (s *Persons) Enrich(ctx context.Context, cpf string, reuse Reuse, leadID st
 	if err != nil || !p.HasCPF() {
 		return Result{Skipped: "stored payload is not a person"}, nil
 	}
-	entityID, err := s.Writer.WritePerson(ctx, p, leadID)
-	if err != nil {
-		return Result{}, err
-	}
-	return Result{Person: p, Raw: raw, EntityID: entityID, Paid: paid}, nil
+	return Result{Person: p, Raw: raw, Paid: paid}, nil
 }
 
 // payload returns the CPF's raw payload. Concurrent requests for one CPF in

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -129,9 +130,14 @@ type Deps struct {
 	Registry *prometheus.Registry
 
 	consumers        bool
+	running          atomic.Bool // the consumers are subscribed
 	servers          []*http.Server
 	consumerReplicas int
 }
+
+// warmConns is how many pooled connections a service opens before it
+// reports ready.
+const warmConns = 4
 
 // Connect dials NATS and Postgres, provisions the stream and migrates.
 func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
@@ -164,6 +170,10 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		return nil, err
 	}
 	if err = store.Migrate(pctx, d.Pool); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err = store.Warm(pctx, d.Pool, min(c.DBMaxConns, warmConns)); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -215,11 +225,16 @@ func (d *Deps) AddServer(addr string, h http.Handler) {
 	d.servers = append(d.servers, &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second})
 }
 
-// Ready checks that NATS (JetStream answering) and Postgres are reachable.
+// Ready checks that the consumers are subscribed (a service with
+// consumers) and that NATS (JetStream answering) and Postgres are
+// reachable.
 func (d *Deps) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var errs []error
+	if d.consumers && !d.running.Load() {
+		errs = append(errs, errors.New("consumers: not subscribed yet"))
+	}
 	if d.NC == nil || !d.NC.IsConnected() {
 		errs = append(errs, errors.New("nats: not connected"))
 	} else if _, err := d.JS.AccountInfo(ctx); err != nil {
@@ -338,6 +353,7 @@ func (d *Deps) run(ctx context.Context) int {
 			}
 		}()
 		<-d.Router.Running()
+		d.running.Store(true)
 	}
 	d.Log.Info().Msg("started")
 	code := 0

@@ -38,6 +38,9 @@ func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool) (*p
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	cfg.ConnConfig.Tracer = queryTracer{} // spans inside a trace (tracing.go)
+	// A couple of connections stay open through quiet periods, so the
+	// first request after one does not wait for a new connection.
+	cfg.MinConns = min(cfg.MaxConns, 2)
 	if asyncCommit {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}
@@ -52,6 +55,35 @@ func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool) (*p
 		return nil, fmt.Errorf("postgres unreachable: %w", err)
 	}
 	return pool, nil
+}
+
+// Warm opens n of pool's connections now (rather than on the first
+// requests) and prepares statements on each of them by their text, as pgx's
+// statement cache would on first use, so the first requests after start-up
+// pay for neither a connection nor a statement's preparation. Services call
+// it before they report ready.
+func Warm(ctx context.Context, pool *pgxpool.Pool, n int, statements ...string) error {
+	conns := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range n {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		for _, sql := range statements {
+			if _, err := c.Conn().Prepare(ctx, sql, sql); err != nil {
+				return fmt.Errorf("prepare: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // coreSchema applies ../shared/contracts/db/schema.sql verbatim: every

@@ -5,6 +5,7 @@
 package events
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -85,22 +86,61 @@ func (s Source) Valid() bool {
 // pipeline: it is the event id of the lead.received that started it, and
 // every later event of that pass carries it.
 type Envelope struct {
-	EventID       string          `json:"event_id"`
-	Type          string          `json:"type"`
-	SchemaVersion int             `json:"schema_version"`
-	LeadID        string          `json:"lead_id"`
-	RunID         string          `json:"run_id"`
-	CorrelationID string          `json:"correlation_id"`
-	OccurredAt    time.Time       `json:"occurred_at"`
-	Source        Source          `json:"source"`
-	ReplayID      string          `json:"replay_id,omitempty"`
-	Refresh       bool            `json:"refresh,omitempty"` // replay: pay for fresh Work API data
-	Notify        bool            `json:"notify,omitempty"`  // replay: post the message again
-	Data          json.RawMessage `json:"data"`
-
+	EventID       string    `json:"event_id"`
+	Type          string    `json:"type"`
+	SchemaVersion int       `json:"schema_version"`
+	LeadID        string    `json:"lead_id"`
+	RunID         string    `json:"run_id"`
+	CorrelationID string    `json:"correlation_id"`
+	OccurredAt    time.Time `json:"occurred_at"`
+	Source        Source    `json:"source"`
+	ReplayID      string    `json:"replay_id,omitempty"`
+	Refresh       bool      `json:"refresh,omitempty"` // replay: pay for fresh Work API data
+	Notify        bool      `json:"notify,omitempty"`  // replay: post the message again
 	// RunStartedAt is the occurred_at of the run's lead.received, carried
 	// by every later event of the run (end-to-end latency without a look-up).
-	RunStartedAt time.Time `json:"run_started_at,omitzero"`
+	RunStartedAt time.Time       `json:"run_started_at,omitzero"`
+	Data         json.RawMessage `json:"data"`
+
+	// encoded is Data as json.Marshal wrote it here (New, NewReceived,
+	// SetData): while Data is still that very slice, Marshal copies it in
+	// as it is instead of validating it again.
+	encoded json.RawMessage
+}
+
+// Marshal encodes e exactly as json.Marshal does. When Data was encoded by
+// New or NewReceived (and so is compact, valid JSON), it is copied in as it
+// is instead of being scanned and compacted a second time: enriched events
+// carry 5-10 kB of Work API payload per person.
+func Marshal(e Envelope) ([]byte, error) {
+	data := e.Data
+	if len(data) == 0 || len(data) != len(e.encoded) || &data[0] != &e.encoded[0] {
+		return json.Marshal(e)
+	}
+	e.Data = nil
+	head, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	const tail = `null}` // "data" is the last field
+	if !bytes.HasSuffix(head, []byte(tail)) {
+		e.Data = data
+		return json.Marshal(e)
+	}
+	out := make([]byte, 0, len(head)-len(tail)+len(data)+1)
+	out = append(out, head[:len(head)-len(tail)]...)
+	out = append(out, data...)
+	return append(out, '}'), nil
+}
+
+// SetData replaces the payload with data encoded by json.Marshal.
+func (e *Envelope) SetData(data any) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	e.Data, e.encoded = raw, raw
+	return nil
 }
 
 // ShouldNotify: live runs always notify; replays only when asked.
@@ -237,6 +277,7 @@ func New(eventType string, parent *Envelope, data any) (Envelope, error) {
 		Refresh:       parent.Refresh,
 		Notify:        parent.Notify,
 		Data:          raw,
+		encoded:       raw,
 	}, nil
 }
 
@@ -267,6 +308,7 @@ func NewReceived(leadID string, source Source, runKey string, data LeadReceived)
 		OccurredAt:    time.Now().UTC(),
 		Source:        source,
 		Data:          raw,
+		encoded:       raw,
 	}, nil
 }
 

@@ -93,3 +93,29 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestMarshalAsJSON: Marshal's output is json.Marshal's, for envelopes New
+// built (Data copied in) and others.
+func TestMarshalAsJSON(t *testing.T) {
+	parent, err := NewReceived("5f2c9a7e41b8d3c6a0e1f4b27d9c8e10", SourceWebhook, "k", LeadReceived{Action: "on_create_lead"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := New(TypeEnriched, &parent, LeadEnriched{Persons: []EnrichedPerson{{CPF: "12345678909", Role: RolePhone,
+		Payload: json.RawMessage(`{"DadosBasicos": {"nome": "Ana"}}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := next
+	other.Data = json.RawMessage(`{ "a" : 1 }`)
+	for _, e := range []Envelope{parent, next, other, {}} {
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Marshal(e)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("Marshal = %s, %v; want %s", got, err, want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package messaging
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -57,7 +56,7 @@ func (p *Publisher) Publish(ctx context.Context, env events.Envelope) error {
 	if !ok {
 		return failure.Permanent("publish", fmt.Errorf("unknown event type %q", env.Type))
 	}
-	payload, err := json.Marshal(env)
+	payload, err := events.Marshal(env)
 	if err != nil {
 		return failure.Permanent("publish", err)
 	}

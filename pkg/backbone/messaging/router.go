@@ -87,7 +87,7 @@ func (r *Router) Handle(ctx context.Context, spec ConsumerSpec, h HandlerFunc, o
 		opt(&o)
 	}
 	durable := DurableName(spec.Service, spec.Subject)
-	sub := newPullSubscriber(cons, spec, r.log.With().Str("consumer", durable).Logger(), r.Grace)
+	sub := newPullSubscriber(r.conn, cons, spec, r.log.With().Str("consumer", durable).Logger(), r.Grace)
 	if err := r.watchExhausted(ctx, durable); err != nil {
 		return err
 	}

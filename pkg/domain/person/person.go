@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
 )
@@ -20,6 +21,14 @@ type Text string
 // UnmarshalJSON accepts any JSON value and keeps only strings.
 func (t *Text) UnmarshalJSON(b []byte) error {
 	*t = ""
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		// A string without escapes and in valid UTF-8 is its own text
+		// (b is a whole JSON value: the decoder checked it).
+		if inner := b[1 : len(b)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+			*t = Text(inner)
+			return nil
+		}
+	}
 	if len(b) > 0 && b[0] == '"' {
 		var s string
 		if err := json.Unmarshal(b, &s); err == nil {
@@ -165,7 +174,7 @@ func Parse(raw []byte) (*Person, error) {
 			decodeFields(pa, &p.Economic.PoderAquisitivo)
 		}
 		decodeObject(eco["score"], &p.Economic.Score)
-		if _, ok := object(eco["serasaMosaic"]); ok {
+		if isObject(eco["serasaMosaic"]) {
 			p.Economic.SerasaMosaicRaw = eco["serasaMosaic"]
 		}
 	}
@@ -195,17 +204,26 @@ func object(raw json.RawMessage) (map[string]json.RawMessage, bool) {
 	return m, true
 }
 
-// decodeObject fills v from raw when raw is an object. Every field of v is a
-// Text, whose decoder never fails, so only a non-object can be skipped.
-func decodeObject(raw json.RawMessage, v any) {
-	if _, ok := object(raw); ok {
-		_ = json.Unmarshal(raw, v)
-	}
+// isObject reports whether raw is a JSON object. raw is a value the decoder
+// already checked (a part of the payload), so its first byte tells.
+func isObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && raw[0] == '{'
 }
 
+// decodeFields decodes an object's fields through a map (keys in sorted
+// order: of two keys differing only in case, the lower-case one wins).
 func decodeFields(m map[string]json.RawMessage, v any) {
 	b, _ := json.Marshal(m)
 	_ = json.Unmarshal(b, v)
+}
+
+// decodeObject fills v from raw when raw is an object. Every field of v is a
+// Text, whose decoder never fails, so only a non-object can be skipped.
+func decodeObject(raw json.RawMessage, v any) {
+	if isObject(raw) {
+		_ = json.Unmarshal(raw, v)
+	}
 }
 
 // decodeList keeps the object entries of a JSON array and drops the rest.
@@ -220,7 +238,7 @@ func decodeList[T any](raw json.RawMessage) []T {
 	}
 	out := make([]T, 0, len(items))
 	for _, it := range items {
-		if _, ok := object(it); !ok {
+		if !isObject(it) {
 			continue
 		}
 		var v T

@@ -6,6 +6,7 @@ package coredb
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,26 +55,69 @@ var brt = time.FixedZone("BRT", -3*60*60)
 // statement after the advisory lock finds the entity again by CPF, which is
 // stable because the lock serialises writers of that CPF.
 func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID string) (Result, error) {
-	if p == nil {
-		return Result{}, failure.Permanent(opWrite, ErrInvalidCPF)
+	rs, err := w.WritePersons(ctx, []*person.Person{p}, leadID, nil)
+	if err != nil {
+		return Result{}, err
 	}
-	cpf := brdata.Digits(p.CPF())
-	if !brdata.ValidCPF(cpf) {
-		return Result{}, failure.Permanent(opWrite, ErrInvalidCPF)
+	return rs[0], nil
+}
+
+// WritePersons writes several persons (a lead's one or two) and the
+// caller's own statements (queue, e.g. the stage's trace step; nil = none) in
+// one transaction sent as one pipelined batch: one round trip, one commit.
+// The per-CPF advisory locks are all taken first, in CPF order, so two
+// transactions writing the same people never wait for each other in a
+// cycle. The results follow ps's order.
+func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, leadID string, queue func(*pgx.Batch)) ([]Result, error) {
+	rows := make([]personRows, len(ps))
+	cpfs := make([]string, len(ps))
+	for i, p := range ps {
+		if p == nil {
+			return nil, failure.Permanent(opWrite, ErrInvalidCPF)
+		}
+		cpf := brdata.Digits(p.CPF())
+		if !brdata.ValidCPF(cpf) {
+			return nil, failure.Permanent(opWrite, ErrInvalidCPF)
+		}
+		cpfs[i], rows[i] = cpf, deriveRows(p, cpf, leadID, w.multiplier)
 	}
-	r := deriveRows(p, cpf, leadID, w.multiplier)
+	locks := slices.Clone(cpfs)
+	slices.Sort(locks)
+	locks = slices.Compact(locks)
 
 	b := &pgx.Batch{}
 	// READ COMMITTED explicitly: each statement must see what the previous
 	// lock holder committed, whatever the server's default isolation is.
 	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	b.Queue(sqlLock, cpf)
+	for _, cpf := range locks {
+		b.Queue(sqlLock, cpf)
+	}
+	year := int32(w.now().In(brt).Year())
+	for i := range rows {
+		queuePerson(b, rows[i], cpfs[i], year)
+	}
+	before := b.Len()
+	if queue != nil {
+		queue(b)
+	}
+	extra := b.Len() - before
+	b.Queue("COMMIT")
+
+	res, err := w.run(ctx, b, len(locks), rows, extra)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return res, nil
+}
+
+// queuePerson queues one person's statements (after the locks).
+func queuePerson(b *pgx.Batch, r personRows, cpf string, year int32) {
 	b.Queue(sqlEntity, cpf, null(r.entity.name), null(r.entity.canonicalName), null(r.entity.leadID))
 	pr := r.profile
 	b.Queue(sqlProfile, cpf, null(pr.sex), null(pr.birthDate), null(pr.nationality),
 		null(pr.maritalStatus), null(pr.educationLevel), string(pr.metadata))
 	if f := r.financial; f != nil {
-		b.Queue(sqlFinancial, cpf, int32(w.now().In(brt).Year()), null(f.income), f.creditScore,
+		b.Queue(sqlFinancial, cpf, year, null(f.income), f.creditScore,
 			null(f.riskScore), string(f.metadata))
 	}
 	if len(r.emails) > 0 {
@@ -100,16 +144,9 @@ func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID strin
 		}
 		b.Queue(sqlAddresses, cpf, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7])
 	}
-	b.Queue("COMMIT")
-
-	res, err := w.run(ctx, b, r)
-	if err != nil {
-		return Result{}, classify(err)
-	}
-	return res, nil
 }
 
-func (w *Writer) run(ctx context.Context, b *pgx.Batch, r personRows) (res Result, err error) {
+func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []personRows, extra int) (out []Result, err error) {
 	br := w.pool.SendBatch(ctx, b)
 	tx := br.Tx()
 	defer func() {
@@ -126,46 +163,57 @@ func (w *Writer) run(ctx context.Context, b *pgx.Batch, r personRows) (res Resul
 	}()
 
 	if _, err = br.Exec(); err != nil { // BEGIN
-		return res, err
+		return nil, err
 	}
-	if _, err = br.Exec(); err != nil { // advisory lock
-		return res, err
-	}
-	if err = br.QueryRow().Scan(&res.EntityID, &res.Created); err != nil {
-		return res, err
-	}
-	if _, err = br.Exec(); err != nil { // profile
-		return res, err
-	}
-	if r.financial != nil {
+	for i := 0; i < locks; i++ { // advisory locks
 		if _, err = br.Exec(); err != nil {
-			return res, err
+			return nil, err
 		}
 	}
-	added := func(n *int) error {
-		tag, err := br.Exec()
-		*n = int(tag.RowsAffected())
-		return err
-	}
-	if len(r.emails) > 0 {
-		if err = added(&res.EmailsAdded); err != nil {
-			return res, err
+	out = make([]Result, len(rows))
+	for i, r := range rows {
+		res := &out[i]
+		if err = br.QueryRow().Scan(&res.EntityID, &res.Created); err != nil {
+			return nil, err
+		}
+		if _, err = br.Exec(); err != nil { // profile
+			return nil, err
+		}
+		if r.financial != nil {
+			if _, err = br.Exec(); err != nil {
+				return nil, err
+			}
+		}
+		added := func(n *int) error {
+			tag, err := br.Exec()
+			*n = int(tag.RowsAffected())
+			return err
+		}
+		if len(r.emails) > 0 {
+			if err = added(&res.EmailsAdded); err != nil {
+				return nil, err
+			}
+		}
+		if len(r.phones) > 0 {
+			if err = added(&res.PhonesAdded); err != nil {
+				return nil, err
+			}
+		}
+		if len(r.addresses) > 0 {
+			if err = added(&res.AddressesAdded); err != nil {
+				return nil, err
+			}
 		}
 	}
-	if len(r.phones) > 0 {
-		if err = added(&res.PhonesAdded); err != nil {
-			return res, err
-		}
-	}
-	if len(r.addresses) > 0 {
-		if err = added(&res.AddressesAdded); err != nil {
-			return res, err
+	for i := 0; i < extra; i++ { // the caller's statements
+		if _, err = br.Exec(); err != nil {
+			return nil, err
 		}
 	}
 	if _, err = br.Exec(); err != nil { // COMMIT
-		return res, err
+		return nil, err
 	}
-	return res, nil
+	return out, nil
 }
 
 func classify(err error) error { return store.Classify(opWrite, err) }

@@ -96,6 +96,9 @@ type Session struct {
 	key    Key
 	locked bool
 	Entry  Entry
+	// Fresh: Begin created the entry, already recorded as posting (the
+	// first attempt of this delivery); nothing was known of it before.
+	Fresh bool
 }
 
 // Open locks the lead and creates key's entry (pending, with runID and the
@@ -124,6 +127,42 @@ func Open(ctx context.Context, pool *pgxpool.Pool, key Key, runID, messageHash s
 	if err != nil {
 		s.Close()
 		return nil, classify("ledger.open", err)
+	}
+	return s, nil
+}
+
+// Begin is Open for a delivery about to post: it locks the lead and, when
+// key has no entry yet, creates it already recorded as posting (attempt 1,
+// the hash of the text about to be posted), committed in the same round
+// trip, so the first attempt needs no separate Posting before its post.
+// Fresh reports that case. An existing entry is read as Open reads it and
+// the caller decides from its status (Posting before any post).
+func Begin(ctx context.Context, pool *pgxpool.Pool, key Key, runID, messageHash string) (*Session, error) {
+	s, err := acquire(ctx, pool, key)
+	if err != nil {
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 0))`, LockKey(key.LeadID))
+	// xmax = 0 only on the row this statement inserted.
+	b.Queue(`INSERT INTO pipeline.notifications AS n (lead_id, run_key, stage, run_id, status, message_hash, attempts)
+		VALUES ($1, $2, $3, $4, 'posting', $5, 1)
+		ON CONFLICT (lead_id, run_key, stage) DO UPDATE SET updated_at = n.updated_at
+		RETURNING `+columns+`, n.xmax = 0`, key.LeadID, key.RunKey, key.Stage, runID, messageHash)
+	res := s.conn.SendBatch(ctx, b)
+	_, err = res.Exec()
+	s.locked = err == nil
+	if err == nil {
+		e := &s.Entry
+		err = res.QueryRow().Scan(&e.LeadID, &e.RunID, &e.RunKey, &e.Stage, &e.Status, &e.Route, &e.MessageHash, &e.Attempts,
+			&e.Reason, &e.CreatedAt, &e.UpdatedAt, &e.SentAt, &s.Fresh)
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.Close()
+		return nil, classify("ledger.begin", err)
 	}
 	return s, nil
 }
@@ -189,31 +228,84 @@ func (s *Session) Uncertain(ctx context.Context, route string) error {
 }
 
 // Finish records the end of this section (status sent, pending, uncertain
-// or repost; route and reason when not empty) and releases the lead, in one
-// round trip. The session is done afterwards. It runs even when ctx has
+// or repost; route and reason when not empty) and releases the lead once it
+// is committed, in one round trip. The session is done afterwards. It runs even when ctx has
 // ended: a finished post must be recorded.
 func (s *Session) Finish(ctx context.Context, status, route, reason string) error {
+	_, err := s.FinishWith(ctx, status, route, reason, nil)
+	return err
+}
+
+// FinishWith is Finish with the caller's own statements (the stage's trace
+// step) queued in the transaction of the ledger's end: one round trip, one
+// commit, then the unlock. If
+// the caller's statements fail they take the end with them; the end is then
+// recorded alone and done reports false (the caller writes its statements
+// on its own). The ledger's end is never given up for the caller's sake.
+func (s *Session) FinishWith(ctx context.Context, status, route, reason string, queue func(*pgx.Batch)) (done bool, err error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	e, err := s.end(ctx, status, route, reason, queue)
+	if err != nil && queue != nil && s.conn != nil && !s.conn.Conn().IsClosed() {
+		e, err = s.end(ctx, status, route, reason, nil)
+		if err == nil {
+			s.Entry, s.locked = e, false
+			s.Close()
+			return false, nil
+		}
+	}
+	if err != nil {
+		s.Close()
+		return false, classify("ledger.finish", err)
+	}
+	s.Entry, s.locked = e, false
+	s.Close()
+	return true, nil
+}
+
+// end sends the ledger's end and the caller's statements in one explicit
+// transaction, then the unlock, in one batch (one round trip). The unlock
+// runs only after COMMIT: a session lock released inside a transaction is
+// free before the transaction's writes are visible, and the next holder
+// must read the end.
+func (s *Session) end(ctx context.Context, status, route, reason string, queue func(*pgx.Batch)) (e Entry, err error) {
 	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	b.Queue(`UPDATE pipeline.notifications SET status = $4, route = COALESCE(NULLIF($5, ''), route),
 		reason = COALESCE(NULLIF($6, ''), reason), updated_at = now(),
 		sent_at = CASE WHEN $4 = 'sent' THEN COALESCE(sent_at, now()) ELSE sent_at END
 		WHERE lead_id = $1 AND run_key = $2 AND stage = $3 RETURNING `+columns,
 		s.key.LeadID, s.key.RunKey, s.key.Stage, status, route, reason)
+	before := b.Len()
+	if queue != nil {
+		queue(b)
+	}
+	extra := b.Len() - before
+	b.Queue("COMMIT")
 	b.Queue(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, LockKey(s.key.LeadID))
 	res := s.conn.SendBatch(ctx, b)
-	e, err := scan(res.QueryRow())
+	tx := res.Tx()
+	defer func() {
+		// After a failure, leave the aborted transaction (the lock is the
+		// session's and stays held); after COMMIT this does nothing.
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+	}()
+	if _, err = res.Exec(); err == nil { // BEGIN
+		e, err = scan(res.QueryRow())
+	}
+	for i := 0; i < extra && err == nil; i++ {
+		_, err = res.Exec()
+	}
+	if err == nil {
+		_, err = res.Exec() // COMMIT
+	}
+	if err == nil {
+		_, err = res.Exec() // unlock
+	}
 	if cerr := res.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		s.Close()
-		return classify("ledger.finish", err)
-	}
-	s.Entry, s.locked = e, false
-	s.Close()
-	return nil
+	return e, err
 }
 
 // Close releases the lead (when still locked) and the connection. It is

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -158,5 +159,54 @@ func TestLegacyRowsMigrate(t *testing.T) {
 	}
 	if _, err := p.DownTo(ctx, 2); err != nil {
 		t.Fatalf("down: %v", err)
+	}
+}
+
+// TestBeginRecordsPosting: a new delivery is created already posting (the
+// first attempt is on record before the post), an existing one is read as
+// it is; FinishWith commits the caller's statements with the end, and when
+// they fail the end is still recorded on its own.
+func TestBeginRecordsPosting(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	key := ledger.Key{LeadID: "L1", RunKey: "run1", Stage: ledger.StageEnriched}
+	s, err := ledger.Begin(ctx, pool, key, "run1", "hash-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Fresh || s.Entry.Status != ledger.StatusPosting || s.Entry.Attempts != 1 || s.Entry.MessageHash != "hash-a" {
+		t.Fatalf("new entry = %+v (fresh %v)", s.Entry, s.Fresh)
+	}
+	s.Close() // a crash after the post
+	s, err = ledger.Begin(ctx, pool, key, "run1", "hash-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Fresh || s.Entry.Status != ledger.StatusPosting || s.Entry.Attempts != 1 || s.Entry.MessageHash != "hash-a" {
+		t.Fatalf("reopened entry = %+v (fresh %v)", s.Entry, s.Fresh)
+	}
+	done, err := s.FinishWith(ctx, ledger.StatusSent, "direct", "", func(b *pgx.Batch) {
+		b.Queue(`SELECT 1/0`) // the caller's statement fails
+	})
+	if err != nil || done {
+		t.Fatalf("finish with a failing statement: done %v, %v", done, err)
+	}
+	if e, err := ledger.Get(ctx, pool, "L1", "run1"); err != nil || e.Status != ledger.StatusSent || e.Route != "direct" {
+		t.Fatalf("entry = %+v, %v", e, err)
+	}
+	// The lead was released.
+	s, err = ledger.Begin(ctx, pool, ledger.Key{LeadID: "L1", RunKey: "run2", Stage: ledger.StageEnriched}, "run2", "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err = s.FinishWith(ctx, ledger.StatusSent, "gateway", "", func(b *pgx.Batch) {
+		b.Queue(`INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome) VALUES ('e2', 'run2', 'L1', 'notified', 'sent')`)
+	})
+	if err != nil || !done {
+		t.Fatalf("finish: done %v, %v", done, err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pipeline.lead_stages WHERE event_id = 'e2'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("step rows = %d, %v", n, err)
 	}
 }

@@ -43,6 +43,34 @@ func (r Identities) KnownEmail(ctx context.Context, email string) (string, bool,
 	return r.known(ctx, knownEmailSQL, email)
 }
 
+// KnownBoth answers KnownPhone and KnownEmail in one round trip (one
+// batch, one implicit read-only transaction).
+func (r Identities) KnownBoth(ctx context.Context, phone, email string) (phoneCPF string, phoneFound bool, emailCPF string, emailFound bool, err error) {
+	b := &pgx.Batch{}
+	b.Queue(knownPhoneSQL, phone)
+	b.Queue(knownEmailSQL, email)
+	res := r.Pool.SendBatch(ctx, b)
+	scan := func() (string, bool, error) {
+		var cpf string
+		err := res.QueryRow().Scan(&cpf)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", false, nil
+		}
+		return cpf, err == nil, err
+	}
+	phoneCPF, phoneFound, err = scan()
+	if err == nil {
+		emailCPF, emailFound, err = scan()
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", false, "", false, store.Classify("identities.known", err)
+	}
+	return phoneCPF, phoneFound, emailCPF, emailFound, nil
+}
+
 func (r Identities) known(ctx context.Context, sql, value string) (string, bool, error) {
 	var cpf string
 	err := r.Pool.QueryRow(ctx, sql, value).Scan(&cpf)

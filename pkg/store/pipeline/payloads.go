@@ -102,10 +102,12 @@ func (p *Payloads) Fetch(ctx context.Context, cpf string, reuse Reuse, pay func(
 
 // claimAndPay holds the CPF's claim, a session advisory lock on one
 // connection (it dies with the connection if the process crashes), while it
-// checks again for a stored answer, checks the cap, records the attempt
+// checks again for a stored answer, checks the cap and records the attempt
 // (committed on its own before the call, so a charge is on record even if
 // this process dies mid-call), pays, and stores the payload with the
-// attempt's end in one implicit transaction.
+// attempt's end in one implicit transaction. Round trips: the lock with the
+// check, the cap and the attempt (one batch); then the payload, the
+// attempt's end and the unlock (one batch).
 func (p *Payloads) claimAndPay(ctx context.Context, cpf string, reuse Reuse, pay func(context.Context) (json.RawMessage, error)) (json.RawMessage, bool, error) {
 	conn, err := p.Pool.Acquire(ctx)
 	if err != nil {
@@ -113,45 +115,87 @@ func (p *Payloads) claimAndPay(ctx context.Context, cpf string, reuse Reuse, pay
 	}
 	defer conn.Release()
 	lockKey := "workapi:" + cpf
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, lockKey); err != nil {
-		return nil, false, err
-	}
+	locked := false
 	defer func() {
+		if !locked {
+			return
+		}
 		// A fresh context: the unlock must happen even when ctx is done.
 		if _, uerr := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey); uerr != nil {
 			conn.Conn().Close(context.Background()) //nolint:errcheck // closing drops the session lock
 		}
 	}()
-	if stored, ok, err := p.stored(ctx, conn, cpf, reuse); err != nil || ok {
-		return stored, false, err
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 0))`, lockKey)
+	// After the lock, in its own snapshot: what is stored now, and the
+	// attempt recorded only when nothing usable is stored and the cap allows.
+	b.Queue(`WITH s AS (`+storedSQL+`),
+		n AS (SELECT count(*) AS n FROM pipeline.workapi_attempts
+			WHERE cpf = $1 AND status <> $6 AND started_at > now() - interval '1 day'),
+		ins AS (INSERT INTO pipeline.workapi_attempts (cpf)
+			SELECT $1 FROM s, n
+			WHERE NOT ($7::boolean AND ((s.payload IS NOT NULL AND s.payload_ok) OR (s.nobody IS NOT NULL AND s.nobody_ok)))
+			  AND ($5::int <= 0 OR n.n < $5::int)
+			RETURNING attempt_id)
+		SELECT s.payload, s.payload_ok, s.nobody, s.nobody_ok, s.payload_new, n.n, (SELECT attempt_id FROM ins) FROM s, n`,
+		cpf, reuse.Always, reuse.MaxAge.Microseconds(), nullTime(reuse.FetchedAfter), p.MaxAttemptsPerDay, AttemptNotCharged, reuse.any())
+	res := conn.SendBatch(ctx, b)
+	var (
+		row     storedRow
+		charged int
+		id      *int64
+	)
+	_, err = res.Exec()
+	locked = err == nil
+	if err == nil {
+		err = res.QueryRow().Scan(&row.raw, &row.payloadOK, &row.nobody, &row.nobodyOK, &row.payloadNew, &charged, &id)
 	}
-	if err := p.underCap(ctx, conn, cpf); err != nil {
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return nil, false, err
 	}
-	var id int64
-	if err := conn.QueryRow(ctx, `INSERT INTO pipeline.workapi_attempts (cpf) VALUES ($1) RETURNING attempt_id`, cpf).Scan(&id); err != nil {
-		return nil, false, err
+	if reuse.any() {
+		if stored, ok, err := row.usable(); err != nil || ok {
+			return stored, false, err
+		}
+	}
+	if id == nil {
+		return nil, false, failure.Permanent("payloads.cap", fmt.Errorf("%w: %d charged attempts for this CPF in 24 h", ErrPaidAttemptsExhausted, charged))
 	}
 	fresh, err := pay(ctx)
 	if err != nil {
-		p.finish(ctx, conn, id, p.Charge(err), err)
+		p.finish(ctx, conn, *id, p.Charge(err), err)
 		return nil, false, err
 	}
 	// Any JSON the API returns is storable; a payload the database still
 	// refuses is a storage failure, never "no data".
 	fresh = store.JSONB(fresh)
-	b := &pgx.Batch{}
+	// The payload and the attempt's end commit first, then the claim is
+	// released (in the same round trip): the next holder must find the
+	// payload, and a session lock released inside a transaction would be
+	// free before the transaction's writes are visible.
+	b = &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	b.Queue(`INSERT INTO pipeline.workapi_payloads (cpf, payload, fetched_at) VALUES ($1, $2, now())
 		ON CONFLICT (cpf) DO UPDATE SET payload = EXCLUDED.payload, fetched_at = now(),
 		fetch_count = pipeline.workapi_payloads.fetch_count + 1`, cpf, []byte(fresh))
-	b.Queue(`UPDATE pipeline.workapi_attempts SET status = $2, finished_at = now() WHERE attempt_id = $1`, id, AttemptAnswered)
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+	b.Queue(`UPDATE pipeline.workapi_attempts SET status = $2, finished_at = now() WHERE attempt_id = $1`, *id, AttemptAnswered)
+	b.Queue("COMMIT")
+	b.Queue(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey)
+	br := conn.SendBatch(ctx, b)
+	tx := br.Tx()
+	err = br.Close()
+	_ = tx.Rollback(context.WithoutCancel(ctx)) // after a failure: leave the aborted transaction
+	if err != nil {
 		// Charged but not stored: the attempt says so; the error decides
 		// (transient: redelivered; permanent: dead-lettered), never "no data".
 		serr := store.Classify("payloads.store", err)
-		p.finish(ctx, conn, id, AttemptAnswered, fmt.Errorf("payload not stored: %w", serr))
+		p.finish(ctx, conn, *id, AttemptAnswered, fmt.Errorf("payload not stored: %w", serr))
 		return nil, false, serr
 	}
+	locked = false // the batch released the claim after storing
 	return fresh, true, nil
 }
 
@@ -164,63 +208,61 @@ func (p *Payloads) finish(ctx context.Context, db store.DB, id int64, status str
 	_, _ = db.Exec(context.WithoutCancel(ctx), `UPDATE pipeline.workapi_attempts SET status = $2, error = NULLIF($3, ''), finished_at = now() WHERE attempt_id = $1`, id, status, msg)
 }
 
-func (p *Payloads) underCap(ctx context.Context, db store.DB, cpf string) error {
-	if p.MaxAttemptsPerDay <= 0 {
-		return nil
-	}
-	var n int
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM pipeline.workapi_attempts
-		WHERE cpf = $1 AND status <> $2 AND started_at > now() - interval '1 day'`, cpf, AttemptNotCharged).Scan(&n); err != nil {
-		return err
-	}
-	if n >= p.MaxAttemptsPerDay {
-		return failure.Permanent("payloads.cap", fmt.Errorf("%w: %d charged attempts for this CPF in 24 h", ErrPaidAttemptsExhausted, n))
-	}
-	return nil
-}
-
-// stored returns a usable stored answer. The age is measured by the
+// storedSQL reads what is stored for $1 under the reuse rule ($2 always,
+// $3 max age in microseconds, $4 fetched after). The age is measured by the
 // database clock that wrote fetched_at, so a skewed application clock cannot
 // make a payload look fresh or stale.
+const storedSQL = `
+		WITH q AS (SELECT $2::boolean AS always, now() - $3::bigint * interval '1 microsecond' AS fresh_after, $4::timestamptz AS after)
+		SELECT p.payload AS payload,
+		       coalesce((q.always OR $3 <= 0 OR p.fetched_at > q.fresh_after) AND (q.after IS NULL OR p.fetched_at > q.after), false) AS payload_ok,
+		       a.status AS nobody,
+		       coalesce((q.always OR $3 <= 0 OR a.finished_at > q.fresh_after) AND (q.after IS NULL OR a.finished_at > q.after), false) AS nobody_ok,
+		       a.finished_at IS NULL OR p.fetched_at IS NULL OR p.fetched_at >= a.finished_at AS payload_new
+		FROM q
+		LEFT JOIN pipeline.workapi_payloads p ON p.cpf = $1
+		LEFT JOIN LATERAL (SELECT status, finished_at FROM pipeline.workapi_attempts
+			WHERE cpf = $1 AND status IN ('not_found', 'refused') ORDER BY attempt_id DESC LIMIT 1) a ON true`
+
+// storedRow is one answer of storedSQL.
+type storedRow struct {
+	raw        []byte
+	payloadOK  bool
+	nobody     *string
+	nobodyOK   bool
+	payloadNew bool
+}
+
+// usable returns a usable stored answer: the payload, or a stored "nobody"
+// answer as NotFound (Permanent for a refusal).
+func (r storedRow) usable() (json.RawMessage, bool, error) {
+	switch {
+	case r.raw != nil && r.payloadOK && r.payloadNew:
+		return r.raw, true, nil
+	case r.nobody != nil && r.nobodyOK:
+		kind := "the Work API has no person for this CPF"
+		if *r.nobody == AttemptRefused {
+			return nil, false, failure.Permanent("payloads.stored", errors.New("the Work API refused this CPF earlier"))
+		}
+		return nil, false, failure.NotFound("payloads.stored: " + kind)
+	case r.raw != nil && r.payloadOK:
+		return r.raw, true, nil
+	}
+	return nil, false, nil
+}
+
+// stored returns a usable stored answer.
 func (p *Payloads) stored(ctx context.Context, db store.DB, cpf string, reuse Reuse) (json.RawMessage, bool, error) {
 	if !reuse.any() {
 		return nil, false, nil
 	}
-	var (
-		raw        []byte
-		payloadOK  bool
-		nobody     *string
-		nobodyOK   bool
-		payloadNew bool
-	)
-	err := db.QueryRow(ctx, `
-		WITH q AS (SELECT $2::boolean AS always, now() - $3::bigint * interval '1 microsecond' AS fresh_after, $4::timestamptz AS after)
-		SELECT p.payload,
-		       coalesce((q.always OR $3 <= 0 OR p.fetched_at > q.fresh_after) AND (q.after IS NULL OR p.fetched_at > q.after), false),
-		       a.status,
-		       coalesce((q.always OR $3 <= 0 OR a.finished_at > q.fresh_after) AND (q.after IS NULL OR a.finished_at > q.after), false),
-		       a.finished_at IS NULL OR p.fetched_at IS NULL OR p.fetched_at >= a.finished_at
-		FROM q
-		LEFT JOIN pipeline.workapi_payloads p ON p.cpf = $1
-		LEFT JOIN LATERAL (SELECT status, finished_at FROM pipeline.workapi_attempts
-			WHERE cpf = $1 AND status IN ('not_found', 'refused') ORDER BY attempt_id DESC LIMIT 1) a ON true`,
-		cpf, reuse.Always, reuse.MaxAge.Microseconds(), nullTime(reuse.FetchedAfter)).Scan(&raw, &payloadOK, &nobody, &nobodyOK, &payloadNew)
+	var r storedRow
+	err := db.QueryRow(ctx, storedSQL, cpf, reuse.Always, reuse.MaxAge.Microseconds(), nullTime(reuse.FetchedAfter)).
+		Scan(&r.raw, &r.payloadOK, &r.nobody, &r.nobodyOK, &r.payloadNew)
 	if err != nil {
 		return nil, false, store.Classify("payloads.stored", err)
 	}
-	switch {
-	case raw != nil && payloadOK && payloadNew:
-		return raw, true, nil
-	case nobody != nil && nobodyOK:
-		kind := "the Work API has no person for this CPF"
-		if *nobody == AttemptRefused {
-			return nil, false, failure.Permanent("payloads.stored", errors.New("the Work API refused this CPF earlier"))
-		}
-		return nil, false, failure.NotFound("payloads.stored: " + kind)
-	case raw != nil && payloadOK:
-		return raw, true, nil
-	}
-	return nil, false, nil
+	return r.usable()
 }
 
 func nullTime(t time.Time) any {

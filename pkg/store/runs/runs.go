@@ -66,6 +66,9 @@ func QueueStartRun(ctx context.Context, b *pgx.Batch, env events.Envelope) {
 	b.Queue(startRunSQL, startRunArgs(env, messaging.TraceID(ctx))...)
 }
 
+// StartRunSQL is StartRun's statement (for store.Warm).
+const StartRunSQL = startRunSQL
+
 const startRunSQL = `WITH run AS (
 		INSERT INTO pipeline.lead_runs (run_id, lead_id, source, replay_id, started_at)
 		VALUES ($1, $2, $3, NULLIF($4, ''), $5) ON CONFLICT (run_id) DO NOTHING

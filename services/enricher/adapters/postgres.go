@@ -1,25 +1,33 @@
-// Package adapters connects the enricher to Postgres (its trace step); the
-// Work API, payloads and core.* are pkg/enrichment's.
+// Package adapters connects the enricher to Postgres: the lead's persons
+// (core.*) and its trace step in one transaction; the Work API and payloads
+// are pkg/enrichment's.
 package adapters
 
 import (
 	"context"
+	"errors"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/enricher/app"
 )
 
-// Store records the enrichment step.
+// Store writes the enrichment.
 type Store struct {
 	Pool *pgxpool.Pool
+	// Writer writes the persons (coredb, with the income multiplier).
+	Writer enrichment.BatchWriter
 }
 
-// SaveEnrichment implements app.Store.
-func (s Store) SaveEnrichment(ctx context.Context, env events.Envelope, sum app.Summary) error {
+// SaveEnrichment implements app.Store: every person and the trace step in
+// one transaction (one round trip, one commit).
+func (s Store) SaveEnrichment(ctx context.Context, env events.Envelope, found []enrichment.Result, leadID string, sum app.Summary) error {
 	stage, outcome := runs.StageEnriched, "enriched"
 	if sum.Unresolved {
 		stage, outcome = runs.StageUnresolved, "no_work_api_data"
@@ -28,11 +36,29 @@ func (s Store) SaveEnrichment(ctx context.Context, env events.Envelope, sum app.
 	for _, sk := range sum.Skipped {
 		skipped = append(skipped, map[string]string{"cpf": logging.CPF(sk.CPF), "role": string(sk.Role), "reason": sk.Reason})
 	}
-	return runs.Record(ctx, s.Pool, env, runs.Outcome{
+	step := runs.Outcome{
 		Stage:    stage,
 		Outcome:  outcome,
 		Detail:   map[string]any{"paid_calls": sum.Paid, "entities": sum.Entities, "skipped": skipped},
 		CPFs:     &sum.CPFs,
 		Entities: &sum.Entities,
-	})
+	}
+	if len(found) == 0 {
+		return runs.Record(ctx, s.Pool, env, step)
+	}
+	if s.Writer == nil {
+		return errors.New("enricher: no person writer")
+	}
+	ps := make([]*person.Person, len(found))
+	for i, r := range found {
+		ps[i] = r.Person
+	}
+	ids, err := s.Writer.WritePersons(ctx, ps, leadID, func(b *pgx.Batch) { runs.QueueRecord(ctx, b, env, step) })
+	if err != nil {
+		return err
+	}
+	for i := range found {
+		found[i].EntityID = ids[i]
+	}
+	return nil
 }

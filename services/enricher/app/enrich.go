@@ -12,9 +12,12 @@ import (
 	"github.com/leadflow/leadflow/pkg/enrichment"
 )
 
-// Store records the stage in the trace.
+// Store writes the lead's persons to core.* and records the stage in the
+// trace, in one transaction.
 type Store interface {
-	SaveEnrichment(ctx context.Context, env events.Envelope, s Summary) error
+	// SaveEnrichment writes persons (none when the run ends unresolved) and
+	// the trace step of env, and sets each person's EntityID.
+	SaveEnrichment(ctx context.Context, env events.Envelope, persons []enrichment.Result, leadID string, s Summary) error
 }
 
 // Publisher publishes the outcome.
@@ -31,7 +34,8 @@ type Summary struct {
 }
 
 // Enricher is the use case: every person of a lead through the shared
-// enrichment (pkg/enrichment), then the outcome recorded and published.
+// enrichment (pkg/enrichment), then the persons and the outcome recorded in
+// one transaction and published.
 type Enricher struct {
 	Persons   *enrichment.Persons
 	Store     Store
@@ -39,12 +43,16 @@ type Enricher struct {
 	ReuseTTL  time.Duration
 }
 
-// Handle enriches every person of a lead.resolved event.
+// Handle enriches every person of a lead.resolved event: each person's
+// payload is reused or paid for first (each paid one stored under its claim
+// before the claim ends), then every person and the trace step are written
+// together.
 func (e *Enricher) Handle(ctx context.Context, env events.Envelope, in events.LeadResolved) error {
 	out := events.LeadEnriched{Phone: in.Phone, Email: in.Email}
 	sum := Summary{CPFs: len(in.Persons)}
+	var found []enrichment.Result
 	for _, rp := range in.Persons {
-		r, err := e.Persons.Enrich(ctx, rp.CPF, e.reuse(env), env.LeadID)
+		r, err := e.Persons.Fetch(ctx, rp.CPF, e.reuse(env))
 		if err != nil {
 			return err
 		}
@@ -57,24 +65,34 @@ func (e *Enricher) Handle(ctx context.Context, env events.Envelope, in events.Le
 		if r.Paid {
 			sum.Paid++
 		}
-		sum.Entities++
-		out.Persons = append(out.Persons, events.EnrichedPerson{CPF: rp.CPF, Role: rp.Role, EntityID: r.EntityID, Paid: r.Paid, Payload: r.Raw})
+		found = append(found, r)
+		out.Persons = append(out.Persons, events.EnrichedPerson{CPF: rp.CPF, Role: rp.Role, Paid: r.Paid, Payload: r.Raw})
 	}
+	sum.Entities = len(found)
 	out.Skipped = sum.Skipped
 	var next events.Envelope
 	var err error
-	if len(out.Persons) == 0 {
+	if len(found) == 0 {
 		sum.Unresolved = true
 		next, err = events.New(events.TypeUnresolved, &env, events.LeadUnresolved{Phone: in.Phone, Email: in.Email,
 			Reason: fmt.Sprintf("the Work API had no data for the %d CPF(s) found", len(in.Persons))})
 	} else {
-		next, err = events.New(events.TypeEnriched, &env, out)
+		// The data waits for the entity ids; the trace needs only the ids.
+		next, err = events.New(events.TypeEnriched, &env, nil)
 	}
 	if err != nil {
 		return failure.Permanent("enricher.event", err)
 	}
-	if err := e.Store.SaveEnrichment(ctx, next, sum); err != nil {
+	if err := e.Store.SaveEnrichment(ctx, next, found, env.LeadID, sum); err != nil {
 		return err
+	}
+	if len(found) > 0 {
+		for i := range found {
+			out.Persons[i].EntityID = found[i].EntityID
+		}
+		if err := next.SetData(out); err != nil {
+			return failure.Permanent("enricher.event", err)
+		}
 	}
 	return e.Publisher.Publish(ctx, next)
 }

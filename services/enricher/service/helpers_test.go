@@ -124,7 +124,7 @@ func (r *rig) newInstance(t testing.TB, o instanceOptions) *instance {
 	persons := cfg.Persons(o.pool, api, 0, reg, zerolog.New(buf))
 	in := &instance{reg: reg, log: buf, Enricher: &app.Enricher{
 		Persons:   persons,
-		Store:     adapters.Store{Pool: o.pool},
+		Store:     adapters.Store{Pool: o.pool, Writer: persons.Writer.(enrichment.BatchWriter)},
 		Publisher: r.pub,
 		ReuseTTL:  o.ttl,
 	}}

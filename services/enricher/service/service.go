@@ -58,9 +58,10 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Enricher, error) {
 	if err != nil {
 		return nil, err
 	}
+	persons := cfg.Enrichment.Persons(d.Pool, api, cfg.WorkAPI.Policy.MaxConcurrent, d.Registry, d.Log)
 	return &app.Enricher{
-		Persons:   cfg.Enrichment.Persons(d.Pool, api, cfg.WorkAPI.Policy.MaxConcurrent, d.Registry, d.Log),
-		Store:     adapters.Store{Pool: d.Pool},
+		Persons:   persons,
+		Store:     adapters.Store{Pool: d.Pool, Writer: persons.Writer.(enrichment.BatchWriter)},
 		Publisher: d.Pub,
 		ReuseTTL:  cfg.Enrichment.ReuseTTL,
 	}, nil

@@ -2,22 +2,174 @@
 package adapters
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/ingest/app"
 )
 
-// Receipts stores webhook receipts, one statement per call.
+// Receipts stores webhook receipts. Built with NewReceipts, concurrent
+// AddReceipt calls share one batch (one round trip, one commit) instead of a
+// transaction each; the zero value with Pool set writes each on its own.
 type Receipts struct {
-	Pool *pgxpool.Pool
+	Pool  *pgxpool.Pool
+	batch *receiptBatcher
+}
+
+// NewReceipts returns Receipts whose AddReceipt calls made at the same time
+// are written together: each flusher takes every receipt waiting (up to
+// maxReceiptBatch) and writes them in one batch, so a lone webhook waits
+// for nothing and a burst costs one transaction per batch.
+func NewReceipts(pool *pgxpool.Pool) Receipts {
+	b := &receiptBatcher{pool: pool, in: make(chan *pendingReceipt)}
+	for range receiptFlushers {
+		go b.loop()
+	}
+	return Receipts{Pool: pool, batch: b}
+}
+
+const (
+	receiptFlushers = 4
+	maxReceiptBatch = 64
+)
+
+type receiptBatcher struct {
+	pool *pgxpool.Pool
+	in   chan *pendingReceipt
+}
+
+type pendingReceipt struct {
+	rc    app.Receipt
+	run   *events.Envelope
+	fresh bool
+	err   error
+	done  chan struct{}
+}
+
+func (b *receiptBatcher) loop() {
+	for first := range b.in {
+		group := []*pendingReceipt{first}
+	more:
+		for len(group) < maxReceiptBatch {
+			select {
+			case p := <-b.in:
+				group = append(group, p)
+			default:
+				break more
+			}
+		}
+		b.flush(group)
+	}
+}
+
+// flush writes a group in one implicit transaction. If it fails (one bad
+// receipt, a deadlock with another batch), each receipt is written on its
+// own so one cannot fail the others.
+func (b *receiptBatcher) flush(group []*pendingReceipt) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// One order for every batch: two batches holding the same keys wait
+	// for each other in the same order, never in a cycle.
+	slices.SortFunc(group, func(a, c *pendingReceipt) int {
+		return cmp.Or(cmp.Compare(a.rc.LeadID, c.rc.LeadID), cmp.Compare(a.rc.UpdatedKey, c.rc.UpdatedKey))
+	})
+	err := errors.New("single")
+	if len(group) > 1 {
+		bt := &pgx.Batch{}
+		for _, p := range group {
+			queueReceipt(ctx, bt, p.rc, p.run)
+		}
+		res := b.pool.SendBatch(ctx, bt)
+		err = nil
+		for _, p := range group {
+			var tag pgconn.CommandTag
+			if tag, err = res.Exec(); err != nil {
+				break
+			}
+			p.fresh = tag.RowsAffected() == 1
+			if p.run != nil {
+				if _, err = res.Exec(); err != nil {
+					break
+				}
+			}
+		}
+		if cerr := res.Close(); err == nil {
+			err = cerr
+		}
+	}
+	for _, p := range group {
+		if err != nil {
+			p.fresh, p.err = addReceipt(ctx, b.pool, p.rc, p.run)
+		}
+		close(p.done)
+	}
+}
+
+// AddReceipt implements app.Receipts: the receipt and the run start go in
+// one round trip (shared with concurrent calls when batched).
+func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt, run *events.Envelope) (bool, error) {
+	if r.batch == nil {
+		return addReceipt(ctx, r.Pool, rc, run)
+	}
+	p := &pendingReceipt{rc: rc, run: run, done: make(chan struct{})}
+	select {
+	case r.batch.in <- p:
+	case <-ctx.Done():
+		return false, failure.Transient("ingest.db", ctx.Err())
+	}
+	select {
+	case <-p.done:
+		return p.fresh, p.err
+	case <-ctx.Done():
+		// It may still be written: the sender's retry answers duplicate.
+		return false, failure.Transient("ingest.db", ctx.Err())
+	}
+}
+
+const addReceiptSQL = `INSERT INTO pipeline.webhook_receipts (lead_id, updated_key, action, status, event_id, payload)
+		VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6) ON CONFLICT (lead_id, updated_key) DO NOTHING`
+
+// WebhookSQL is what a new lead's webhook runs, for store.Warm.
+func WebhookSQL() []string { return []string{addReceiptSQL, runs.StartRunSQL} }
+
+func queueReceipt(ctx context.Context, b *pgx.Batch, rc app.Receipt, run *events.Envelope) {
+	var payload any
+	if len(rc.Payload) > 0 {
+		payload = []byte(rc.Payload)
+	}
+	b.Queue(addReceiptSQL, rc.LeadID, rc.UpdatedKey, rc.Action, rc.Status, rc.EventID, payload)
+	if run != nil {
+		runs.QueueStartRun(ctx, b, *run)
+	}
+}
+
+// addReceipt writes one receipt and its run start in one round trip.
+func addReceipt(ctx context.Context, pool *pgxpool.Pool, rc app.Receipt, run *events.Envelope) (bool, error) {
+	b := &pgx.Batch{}
+	queueReceipt(ctx, b, rc, run)
+	res := pool.SendBatch(ctx, b)
+	tag, err := res.Exec()
+	if err == nil && run != nil {
+		_, err = res.Exec()
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, classify(err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // ReceiptExists implements app.Receipts.
@@ -32,34 +184,6 @@ func (r Receipts) ReceiptExists(ctx context.Context, leadID, key string) (bool, 
 func (r Receipts) LastContacts(ctx context.Context, leadID string) (string, string, bool, error) {
 	phone, email, found, err := lastContacts(ctx, r.Pool, leadID)
 	return phone, email, found, classify(err)
-}
-
-// AddReceipt implements app.Receipts: the receipt and the run start go in
-// one round trip.
-func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt, run *events.Envelope) (bool, error) {
-	var payload any
-	if len(rc.Payload) > 0 {
-		payload = []byte(rc.Payload)
-	}
-	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO pipeline.webhook_receipts (lead_id, updated_key, action, status, event_id, payload)
-		VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6) ON CONFLICT (lead_id, updated_key) DO NOTHING`,
-		rc.LeadID, rc.UpdatedKey, rc.Action, rc.Status, rc.EventID, payload)
-	if run != nil {
-		runs.QueueStartRun(ctx, b, *run)
-	}
-	res := r.Pool.SendBatch(ctx, b)
-	tag, err := res.Exec()
-	if err == nil && run != nil {
-		_, err = res.Exec()
-	}
-	if cerr := res.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return false, classify(err)
-	}
-	return tag.RowsAffected() == 1, nil
 }
 
 // UnitOfWork runs a trigger's steps in one Postgres transaction.

@@ -14,6 +14,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/ops"
 	"github.com/leadflow/leadflow/pkg/platform"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/store/pipeline"
 	"github.com/leadflow/leadflow/pkg/store/runs"
@@ -76,6 +77,12 @@ func Setup(cfg Config) platform.Setup {
 			return err
 		}
 		srv.UI = newConsole(ctx, cfg, d)
+		// The webhook's statements are prepared on the warm connections
+		// before ingest listens: the first webhooks answer as fast as the
+		// rest.
+		if err := store.Warm(ctx, d.Pool, min(cfg.Common.DBMaxConns, 4), adapters.WebhookSQL()...); err != nil {
+			return err
+		}
 		d.AddServer(fmt.Sprintf(":%d", cfg.Port), srv.Routes())
 		return nil
 	}
@@ -94,7 +101,7 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 		return nil, err
 	}
 	intake := &app.Intake{
-		Receipts:    adapters.Receipts{Pool: d.Pool},
+		Receipts:    adapters.NewReceipts(d.Pool),
 		UoW:         adapters.UnitOfWork{Pool: d.Pool},
 		Publisher:   d.Pub,
 		Runs:        runStore,

@@ -4,6 +4,7 @@ package adapters
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
@@ -15,14 +16,16 @@ import (
 // Ledger is pipeline.notifications through pkg/store/ledger: a session
 // advisory lock per lead on one connection, so two runs of the same lead
 // never post concurrently (the lock dies with the connection if the process
-// crashes), and a post recorded as started before it is sent.
+// crashes), and a post recorded as started before it is sent: a new
+// delivery is created already posting (ledger.Begin), in the round trip that
+// takes the lock.
 type Ledger struct {
 	Pool *pgxpool.Pool
 }
 
 // Open implements app.Ledger.
 func (l Ledger) Open(ctx context.Context, key ledger.Key, runID, messageHash string) (app.Delivery, error) {
-	s, err := ledger.Open(ctx, l.Pool, key, runID, messageHash)
+	s, err := ledger.Begin(ctx, l.Pool, key, runID, messageHash)
 	if err != nil {
 		return nil, err
 	}
@@ -32,12 +35,18 @@ func (l Ledger) Open(ctx context.Context, key ledger.Key, runID, messageHash str
 type session struct{ s *ledger.Session }
 
 func (d session) Entry() ledger.Entry { return d.s.Entry }
+func (d session) Fresh() bool         { return d.s.Fresh }
 func (d session) Posting(ctx context.Context, hash string) error {
 	return d.s.Posting(ctx, hash)
 }
 func (d session) Uncertain(ctx context.Context, route string) error { return d.s.Uncertain(ctx, route) }
-func (d session) Finish(ctx context.Context, status, route, reason string) error {
-	return d.s.Finish(ctx, status, route, reason)
+func (d session) Finish(ctx context.Context, status, route, reason string, step *app.Notified) (bool, error) {
+	if step == nil {
+		return false, d.s.Finish(ctx, status, route, reason)
+	}
+	return d.s.FinishWith(ctx, status, route, reason, func(b *pgx.Batch) {
+		runs.QueueRecord(ctx, b, step.Env, notifiedOutcome(step.Out))
+	})
 }
 func (d session) Close() { d.s.Close() }
 
@@ -48,11 +57,15 @@ type Store struct {
 
 // SaveNotification implements app.Store.
 func (s Store) SaveNotification(ctx context.Context, env events.Envelope, n events.LeadNotified) error {
-	return runs.Record(ctx, s.Pool, env, runs.Outcome{
+	return runs.Record(ctx, s.Pool, env, notifiedOutcome(n))
+}
+
+func notifiedOutcome(n events.LeadNotified) runs.Outcome {
+	return runs.Outcome{
 		Stage:   runs.StageNotified,
 		Outcome: n.Status,
 		Detail:  map[string]any{"route": n.Route, "message_hash": n.MessageHash, "reason": n.Reason},
-	})
+	}
 }
 
 // SaveUncertain implements app.Store: the run ends uncertain in the trace,

@@ -30,7 +30,9 @@ type CRM interface {
 }
 
 // Ledger is the notifications ledger (pkg/store/ledger). Open takes the
-// lead's exclusive section and creates or reads the delivery of key.
+// lead's exclusive section and creates or reads the delivery of key. A
+// delivery it creates is already recorded as posting (committed before
+// Open returns): Fresh reports it, and its first post needs no Posting.
 type Ledger interface {
 	Open(ctx context.Context, key ledger.Key, runID, messageHash string) (Delivery, error)
 }
@@ -40,15 +42,26 @@ type Delivery interface {
 	// Entry is what the ledger knew when the section began (updated by
 	// Posting).
 	Entry() ledger.Entry
+	// Fresh reports that Open created the delivery, recorded as posting.
+	Fresh() bool
 	// Posting records, committed before the post, that a post starts.
 	Posting(ctx context.Context, messageHash string) error
 	// Uncertain records the route of a post whose outcome is unknown.
 	Uncertain(ctx context.Context, route string) error
-	// Finish records the end (ledger status, route, reason) and releases
-	// the lead.
-	Finish(ctx context.Context, status, route, reason string) error
+	// Finish records the end (ledger status, route, reason) and, when
+	// step is given, the trace step of the lead.notified event, in one
+	// transaction, and releases the lead. recorded reports whether the
+	// step was written (if it could not be, the end is still recorded).
+	Finish(ctx context.Context, status, route, reason string, step *Notified) (recorded bool, err error)
 	// Close releases the lead if Finish did not.
 	Close()
+}
+
+// Notified is a lead.notified event about to be published and its outcome,
+// for the trace.
+type Notified struct {
+	Env events.Envelope
+	Out events.LeadNotified
 }
 
 // Uncertain is what the trace records of an uncertain delivery.
@@ -144,51 +157,60 @@ func (n *Notifier) post(ctx context.Context, env events.Envelope, stage, body st
 	if err != nil {
 		return err
 	}
-	out, err := n.deliver(ctx, d, env, body, hash)
+	step, recorded, err := n.deliver(ctx, d, env, body, hash)
 	// Release the lead before the trace: the pool may be smaller than the
 	// number of handlers.
 	d.Close()
 	if err != nil {
 		return err
 	}
-	return n.finish(ctx, env, out)
+	if !recorded {
+		if err := n.Store.SaveNotification(ctx, step.Env, step.Out); err != nil {
+			return err
+		}
+	}
+	return n.Publisher.Publish(ctx, step.Env)
 }
 
 // deliver decides from the ledger, inside the lead's exclusive section:
+//   - a delivery Open just created (recorded as posting): post;
 //   - sent: already_sent, nothing posted;
 //   - posting (an earlier attempt began and did not record its end) or
 //     uncertain: read the lead first (check);
 //   - repost (an operator's request): post without checking;
 //   - pending: post.
 //
-// A post is recorded as started (committed) before it is sent.
-func (n *Notifier) deliver(ctx context.Context, d Delivery, env events.Envelope, body, hash string) (events.LeadNotified, error) {
+// A post is recorded as started (committed) before it is sent. The
+// lead.notified step it returns is already in the trace when recorded is
+// true (written with the ledger's end).
+func (n *Notifier) deliver(ctx context.Context, d Delivery, env events.Envelope, body, hash string) (*Notified, bool, error) {
 	e := d.Entry()
 	reason := ""
-	switch e.Status {
-	case ledger.StatusSent:
-		return events.LeadNotified{Status: StatusAlreadySent, Route: e.Route, MessageHash: e.MessageHash, Reason: "recorded as sent"}, nil
-	case ledger.StatusPosting, ledger.StatusUncertain:
-		out, done, err := n.check(ctx, d, env, e, hash)
-		if done || err != nil {
-			return out, err
+	if !d.Fresh() {
+		switch e.Status {
+		case ledger.StatusSent:
+			step, err := notified(env, events.LeadNotified{Status: StatusAlreadySent, Route: e.Route, MessageHash: e.MessageHash, Reason: "recorded as sent"})
+			return step, false, err
+		case ledger.StatusPosting, ledger.StatusUncertain:
+			step, recorded, done, err := n.check(ctx, d, env, e, hash)
+			if done || err != nil {
+				return step, recorded, err
+			}
+			reason = "not on the lead after an earlier attempt"
+		case ledger.StatusRepost:
+			reason = "posted once more by an operator"
 		}
-		reason = "not on the lead after an earlier attempt"
-	case ledger.StatusRepost:
-		reason = "posted once more by an operator"
-	}
-	if err := d.Posting(ctx, hash); err != nil {
-		return events.LeadNotified{}, err
+		if err := d.Posting(ctx, hash); err != nil {
+			return nil, false, err
+		}
 	}
 	route, err := n.CRM.PostMessage(ctx, env.LeadID, body)
 	switch {
 	case err == nil:
 		// If this record fails, the entry stays posting: the redelivery
 		// reads the lead, finds the message and posts nothing.
-		if err := d.Finish(ctx, ledger.StatusSent, route, reason); err != nil {
-			return events.LeadNotified{}, err
-		}
-		return events.LeadNotified{Status: StatusSent, Route: route, MessageHash: hash, Reason: reason}, nil
+		return n.end(ctx, d, env, ledger.StatusSent, route, reason,
+			events.LeadNotified{Status: StatusSent, Route: route, MessageHash: hash, Reason: reason})
 	case failure.Is(err, failure.KindUncertain):
 		// The post may be on the lead: before any second post, by either
 		// route, read the lead.
@@ -196,25 +218,38 @@ func (n *Notifier) deliver(ctx context.Context, d Delivery, env events.Envelope,
 			route = r
 		}
 		if uerr := d.Uncertain(ctx, route); uerr != nil {
-			return events.LeadNotified{}, uerr
+			return nil, false, uerr
 		}
 		e = d.Entry()
-		out, done, cerr := n.check(ctx, d, env, e, hash)
+		step, recorded, done, cerr := n.check(ctx, d, env, e, hash)
 		if done || cerr != nil {
-			return out, cerr
+			return step, recorded, cerr
 		}
 		// The lead lists messages and this one is not among them: the
 		// gateway may still be forwarding it. The redelivery reads the
 		// lead again and posts only if it is still missing.
-		return events.LeadNotified{}, &failure.Error{Kind: failure.KindUncertain, Op: "notifier.deliver",
+		return nil, false, &failure.Error{Kind: failure.KindUncertain, Op: "notifier.deliver",
 			RetryAfter: RecheckAfter, Err: fmt.Errorf("%w: %w", errNotOnLeadYet, err)}
 	default:
 		// The post surely did not happen (refused, 429, 4xx): the next
 		// attempt posts without checking. Should this record fail, the
 		// entry stays posting and the next attempt checks first.
-		_ = d.Finish(ctx, ledger.StatusPending, "", "")
-		return events.LeadNotified{}, err
+		_, _ = d.Finish(ctx, ledger.StatusPending, "", "", nil)
+		return nil, false, err
 	}
+}
+
+// end records the delivery's end and its lead.notified trace step together.
+func (n *Notifier) end(ctx context.Context, d Delivery, env events.Envelope, status, route, reason string, out events.LeadNotified) (*Notified, bool, error) {
+	step, err := notified(env, out)
+	if err != nil {
+		return nil, false, err
+	}
+	recorded, err := d.Finish(ctx, status, route, reason, step)
+	if err != nil {
+		return nil, false, err
+	}
+	return step, recorded, nil
 }
 
 // check reads the lead for an earlier post (its text hash is in the entry)
@@ -222,47 +257,55 @@ func (n *Notifier) deliver(ctx context.Context, d Delivery, env events.Envelope,
 // uncertain (a permanent error: nobody can check, so nothing is posted).
 // Not done and no error: the lead lists messages without it, so posting is
 // safe. A lead that cannot be read now is a nak: never post blind.
-func (n *Notifier) check(ctx context.Context, d Delivery, env events.Envelope, e ledger.Entry, hash string) (events.LeadNotified, bool, error) {
+func (n *Notifier) check(ctx context.Context, d Delivery, env events.Envelope, e ledger.Entry, hash string) (step *Notified, recorded, done bool, err error) {
 	lead, err := n.CRM.GetLead(ctx, env.LeadID)
 	if err != nil {
-		return events.LeadNotified{}, false, fmt.Errorf("notifier: an earlier post may be on the lead, which cannot be read now; not posting blind: %w", err)
+		return nil, false, false, fmt.Errorf("notifier: an earlier post may be on the lead, which cannot be read now; not posting blind: %w", err)
 	}
 	if onLead(lead, e.MessageHash, hash) {
 		const why = "found on the lead"
-		if err := d.Finish(ctx, ledger.StatusSent, e.Route, why); err != nil {
-			return events.LeadNotified{}, false, err
-		}
-		return events.LeadNotified{Status: StatusAlreadySent, Route: e.Route, MessageHash: e.MessageHash, Reason: why}, true, nil
+		step, recorded, err := n.end(ctx, d, env, ledger.StatusSent, e.Route, why,
+			events.LeadNotified{Status: StatusAlreadySent, Route: e.Route, MessageHash: e.MessageHash, Reason: why})
+		return step, recorded, true, err
 	}
 	if lead.HasMessages {
-		return events.LeadNotified{}, false, nil
+		return nil, false, false, nil
 	}
-	if err := d.Finish(ctx, ledger.StatusUncertain, e.Route, ErrUncertainDelivery.Error()); err != nil {
-		return events.LeadNotified{}, false, err
+	if _, err := d.Finish(ctx, ledger.StatusUncertain, e.Route, ErrUncertainDelivery.Error(), nil); err != nil {
+		return nil, false, false, err
 	}
 	if e.Status != ledger.StatusUncertain && n.OnUncertain != nil {
 		n.OnUncertain(e.Route)
 	}
 	if err := n.Store.SaveUncertain(ctx, env, Uncertain{Route: e.Route, MessageHash: e.MessageHash, Reason: ErrUncertainDelivery.Error()}); err != nil {
-		return events.LeadNotified{}, false, err
+		return nil, false, false, err
 	}
 	// Permanent: acked and dead-lettered with this reason, never retried.
-	return events.LeadNotified{}, true, failure.Permanent("notifier.deliver", ErrUncertainDelivery)
+	return nil, false, true, failure.Permanent("notifier.deliver", ErrUncertainDelivery)
+}
+
+// notified builds the lead.notified event of env with out.
+func notified(env events.Envelope, out events.LeadNotified) (*Notified, error) {
+	next, err := events.New(events.TypeNotified, &env, out)
+	if err != nil {
+		return nil, failure.Permanent("notifier.event", err)
+	}
+	return &Notified{Env: next, Out: out}, nil
 }
 
 func (n *Notifier) finish(ctx context.Context, env events.Envelope, out events.LeadNotified) error {
-	next, err := events.New(events.TypeNotified, &env, out)
+	step, err := notified(env, out)
 	if err != nil {
-		return failure.Permanent("notifier.event", err)
-	}
-	if err := n.Store.SaveNotification(ctx, next, out); err != nil {
 		return err
 	}
-	if err := n.Publisher.Publish(ctx, next); err != nil {
+	if err := n.Store.SaveNotification(ctx, step.Env, step.Out); err != nil {
+		return err
+	}
+	if err := n.Publisher.Publish(ctx, step.Env); err != nil {
 		return err
 	}
 	if n.OnNotified != nil {
-		n.OnNotified(next, out)
+		n.OnNotified(step.Env, step.Out)
 	}
 	return nil
 }
