@@ -130,7 +130,8 @@ type cluster struct {
 	procs      map[string]*relProc // current process per label
 	all        []*relProc          // every process ever started
 	kills      int
-	unexpected []string // processes that exited without being killed
+	killedBy   map[string]int // kills per service
+	unexpected []string       // processes that exited without being killed
 }
 
 // newCluster starts everything and returns once every process is serving.
@@ -241,8 +242,28 @@ func newCluster(t *testing.T, spec clusterSpec) *cluster {
 		if t.Failed() {
 			c.dumpLogs()
 		}
+		c.saveLogs()
 	})
 	return c
+}
+
+// saveLogs writes every process's output to LEADFLOW_RELIABILITY_LOGS/<test>/
+// when that variable names a directory.
+func (c *cluster) saveLogs() {
+	root := os.Getenv("LEADFLOW_RELIABILITY_LOGS")
+	if root == "" {
+		return
+	}
+	dir := filepath.Join(root, strings.ReplaceAll(c.t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	c.mu.Lock()
+	procs := slices.Clone(c.all)
+	c.mu.Unlock()
+	for i, p := range procs {
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%02d-%s.log", i, p.label)), []byte(p.out.String()), 0o644)
+	}
 }
 
 // workerLabels are the labels of the worker processes.
@@ -343,6 +364,10 @@ func (c *cluster) kill(label string) error {
 	}
 	p.killed = true
 	c.kills++
+	if c.killedBy == nil {
+		c.killedBy = map[string]int{}
+	}
+	c.killedBy[p.name]++
 	c.mu.Unlock()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		return err
@@ -355,6 +380,17 @@ func (c *cluster) kill(label string) error {
 func (c *cluster) restart(label string) error {
 	name, _, _ := strings.Cut(label, "-")
 	return c.startProc(name, label)
+}
+
+// killSummary says how many processes of each service the test killed.
+func (c *cluster) killSummary() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var parts []string
+	for _, k := range sortedKeys(c.killedBy) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, c.killedBy[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // killCount is how many processes the test killed.
@@ -536,6 +572,9 @@ func (c *cluster) quiet() (bool, string) {
 	lister := st.ListConsumers(ctx)
 	var busy []string
 	for info := range lister.Info() {
+		if info.Config.Durable == "" {
+			continue // a reader's ordered consumer (this suite, leadflowctl)
+		}
 		if info.NumPending > 0 || info.NumAckPending > 0 {
 			busy = append(busy, fmt.Sprintf("%s pending=%d ack_pending=%d redelivered=%d", info.Name, info.NumPending, info.NumAckPending, info.NumRedelivered))
 		}
@@ -618,6 +657,9 @@ func (c *cluster) consumerRedeliveries() map[string]int {
 	out := map[string]int{}
 	lister := st.ListConsumers(ctx)
 	for info := range lister.Info() {
+		if info.Config.Durable == "" {
+			continue
+		}
 		subject := info.Config.FilterSubject
 		si, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
 		if err != nil {
@@ -642,6 +684,7 @@ type report struct {
 	LongestRun   time.Duration    // a lead's whole run, received to final
 	LongestStage time.Duration    // the longest a lead waited in one stage
 	StageOfLong  string
+	SlowestLead  string
 	Duplicates   int // leads with more than one message
 	ExtraPaid    int // paid Work API calls beyond one per CPF
 	UniqueCPFs   int
@@ -794,13 +837,13 @@ func (c *cluster) checkInvariants(leads []sim.Lead) *report {
 	}
 	r.LongestRun = time.Duration(longestRun * float64(time.Second))
 	var gap float64
-	var stage string
-	err = c.pool.QueryRow(ctx, `SELECT coalesce(gap, 0), coalesce(prev || ' → ' || stage, '') FROM (
-			SELECT extract(epoch FROM at - lag(at) OVER w) AS gap, lag(stage) OVER w AS prev, stage
+	var stage, slowest string
+	err = c.pool.QueryRow(ctx, `SELECT coalesce(gap, 0), coalesce(prev || ' → ' || stage, ''), lead_id FROM (
+			SELECT extract(epoch FROM at - lag(at) OVER w) AS gap, lag(stage) OVER w AS prev, stage, lead_id
 			FROM pipeline.lead_stages WHERE lead_id = ANY($1) WINDOW w AS (PARTITION BY run_id ORDER BY at)) g
-		WHERE gap IS NOT NULL ORDER BY gap DESC LIMIT 1`, ids).Scan(&gap, &stage)
+		WHERE gap IS NOT NULL ORDER BY gap DESC LIMIT 1`, ids).Scan(&gap, &stage, &slowest)
 	if err == nil {
-		r.LongestStage, r.StageOfLong = time.Duration(gap*float64(time.Second)), stage
+		r.LongestStage, r.StageOfLong, r.SlowestLead = time.Duration(gap*float64(time.Second)), stage, slowest
 	}
 	c.mu.Lock()
 	unexpected := slices.Clone(c.unexpected)
@@ -809,6 +852,35 @@ func (c *cluster) checkInvariants(leads []sim.Lead) *report {
 		c.t.Errorf("a service died without being killed: %s", u)
 	}
 	return r
+}
+
+// describeLead is a lead's trace and what the C2S simulator saw of it, with
+// times relative to its first stage (for the notes of a slow lead).
+func (c *cluster) describeLead(id string) string {
+	rows, err := c.pool.Query(context.Background(), `SELECT stage, outcome, at FROM pipeline.lead_stages WHERE lead_id = $1 ORDER BY at`, id)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var parts []string
+	var t0 time.Time
+	for rows.Next() {
+		var st, out string
+		var at time.Time
+		_ = rows.Scan(&st, &out, &at)
+		if t0.IsZero() {
+			t0 = at
+		}
+		parts = append(parts, fmt.Sprintf("%s/%s +%s", st, out, at.Sub(t0).Round(100*time.Millisecond)))
+	}
+	for _, u := range []sim.Controls{c.sims.C2S, c.sims.Gateway} {
+		for _, r := range u.Requests() {
+			if strings.Contains(r.Path, id) {
+				parts = append(parts, fmt.Sprintf("c2s %s %s %d%s +%s", r.Method, r.Via, r.Status, r.Fault, r.Time.Sub(t0).Round(100*time.Millisecond)))
+			}
+		}
+	}
+	return id + ": " + strings.Join(parts, ", ")
 }
 
 // deadLetterReasons counts dead letters by the start of their reason.

@@ -26,13 +26,34 @@ import (
 	"github.com/leadflow/leadflow/pkg/sim"
 )
 
-// TestReliabilityBurst: 100+ leads at once against a C2S token allowed 60
-// requests a minute with a burst of 5, shared by direct C2S and the gateway
-// (one bucket in the simulator), with two notifier replicas. Every lead gets
+// The scenarios run in two lanes of about the same length, side by side
+// (go test runs two parallel tests at once on a 2-core machine): the
+// upstreams misbehaving, and outages (processes, NATS, credits). Within a
+// lane they run one after the other.
+
+// TestReliabilityUpstreams: lost replies on every upstream, then a burst
+// far beyond the C2S budget.
+func TestReliabilityUpstreams(t *testing.T) {
+	reliabilitySuite(t)
+	t.Run("LostReplies", testLostReplies)
+	t.Run("Burst", testBurst)
+}
+
+// TestReliabilityOutages: processes SIGKILLed and NATS restarted under a
+// steady flow, then a Work API credits outage.
+func TestReliabilityOutages(t *testing.T) {
+	reliabilitySuite(t)
+	t.Run("KillsAndNATSRestart", testKillsAndNATSRestart)
+	t.Run("CreditsOutage", testCreditsOutage)
+}
+
+// testBurst (TestReliabilityUpstreams/Burst): 100+ leads at once against a
+// C2S token allowed 60 requests a minute with a burst of 5, shared by direct
+// C2S and the gateway (one bucket in the simulator), with two notifier
+// replicas. Every lead gets
 // its one message, nothing is dead-lettered, 429s stay rare, and waiting for
 // the budget spends no JetStream delivery.
-func TestReliabilityBurst(t *testing.T) {
-	reliabilitySuite(t)
+func testBurst(t *testing.T) {
 	const perMinute, burst = 60, 5
 	n := size(100, 500)
 	c := newCluster(t, clusterSpec{
@@ -93,15 +114,14 @@ func TestReliabilityBurst(t *testing.T) {
 	c.printReport(r)
 }
 
-// TestReliabilityLostReplies: Diretrix, the Work API, C2S direct and the
+// testLostReplies (TestReliabilityUpstreams/LostReplies): Diretrix, the Work API, C2S direct and the
 // gateway each lose a share of replies after the effect (502, a hang past
 // the client's short timeout, a dropped connection). Wave A: the lead lists
 // its messages, so every lost post is checked, found and never posted
 // again. Wave B: the lead lists no messages (as the confirmed C2S document),
 // so a lost post ends uncertain (ledger, trace, dead letter) and an operator
 // confirms it with leadflowctl.
-func TestReliabilityLostReplies(t *testing.T) {
-	reliabilitySuite(t)
+func testLostReplies(t *testing.T) {
 	nA, nB := size(40, 200), size(12, 60)
 	c := newCluster(t, clusterSpec{
 		Name:    "lost replies on every upstream",
@@ -216,14 +236,13 @@ func TestReliabilityLostReplies(t *testing.T) {
 	c.printReport(r)
 }
 
-// TestReliabilityCreditsOutage: the Work API runs out of credits for
+// testCreditsOutage (TestReliabilityOutages/CreditsOutage): the Work API runs out of credits for
 // longer than the old nak schedule could carry a lead (its steps total about
 // 9 minutes; here the clocks are short: ENRICH_CREDITS_PAUSE=2s, a 40 s
 // outage, 10 min in the long form). Leads arriving meanwhile are held in
 // progress (or left on the server), all enriched and notified once credits
 // return, nothing is dead-lettered and no delivery is spent.
-func TestReliabilityCreditsOutage(t *testing.T) {
-	reliabilitySuite(t)
+func testCreditsOutage(t *testing.T) {
 	outage := size(40*time.Second, 10*time.Minute)
 	n := size(30, 120)
 	const enrichers, handlers = 2, 8
@@ -310,23 +329,31 @@ func TestReliabilityCreditsOutage(t *testing.T) {
 	c.printReport(r)
 }
 
-// TestReliabilityKillsAndNATSRestart: a steady flow of leads while a
-// random worker process is SIGKILLed every few seconds and started again,
-// and the NATS server is shut down and started again once. Held messages
-// come back after the ack wait; a notifier killed between its post and its
+// testKillsAndNATSRestart (TestReliabilityOutages/KillsAndNATSRestart): a steady
+// flow of leads while a random worker process is SIGKILLed every few
+// seconds and started again, and the NATS server is shut down and started
+// again once. The upstreams answer slowly (and C2S holds a few replies after
+// posting) so that kills land on messages in flight. Held messages come
+// back after the ack wait; a notifier killed between its post and its
 // record finds the message on the lead and does not post again.
-func TestReliabilityKillsAndNATSRestart(t *testing.T) {
-	reliabilitySuite(t)
-	n := size(60, 360)
+func testKillsAndNATSRestart(t *testing.T) {
+	n := size(75, 360)
 	every := 330 * time.Millisecond // ~3 leads a second
 	c := newCluster(t, clusterSpec{
 		Name: "SIGKILL mid-flight and a NATS restart",
 		Sim:  sim.Config{Seed: 404, People: size(300, 900)},
 		Env: map[string]string{
-			"C2S_RATE": "20", "C2S_BURST": "20", "DIRETRIX_RATE": "20", "DIRETRIX_BURST": "20",
+			"C2S_TIMEOUT": "3s",
+			// The enricher's ack wait is WORK_API_TIMEOUT x (retries+1) + 1 min
+			// (2.5 min by default): what a killed enricher's message waits.
+			"WORK_API_TIMEOUT": "5s",
+			"C2S_RATE":         "20", "C2S_BURST": "20", "DIRETRIX_RATE": "20", "DIRETRIX_BURST": "20",
 			"WORK_API_RATE": "4", "WORK_API_BURST": "2",
 		},
 	})
+	c.sims.Diretrix.SetFaults(sim.Faults{LatencyMin: 50 * time.Millisecond, LatencyMax: 400 * time.Millisecond})
+	c.sims.WorkAPI.SetFaults(sim.Faults{LatencyMin: 200 * time.Millisecond, LatencyMax: 900 * time.Millisecond})
+	c.sims.C2S.SetFaults(sim.Faults{LatencyMin: 100 * time.Millisecond, LatencyMax: 600 * time.Millisecond, LostReplyHangRate: 0.05})
 	leads := c.pickLeads(0, n, nil)
 	stop, done := make(chan struct{}), make(chan struct{})
 	go c.killer(404, 3*time.Second, stop, done)
@@ -372,8 +399,9 @@ func TestReliabilityKillsAndNATSRestart(t *testing.T) {
 		t.Errorf("%d messages for %d leads", r.Messages, n)
 	}
 	r.Notes = append(r.Notes,
-		fmt.Sprintf("a random worker SIGKILLed every 3 s and started again after 0.2-1 s; NATS away 3 s after lead %d; %d leads at ~%d/s", natsAt, n, int(time.Second/every)),
-		fmt.Sprintf("runs found already posted after a crash (already_sent): %d; Work API attempts left started by a killed enricher: %d", len(c.notifiedOutcomes("already_sent")), c.crashedAttempts()))
+		fmt.Sprintf("a random worker SIGKILLed every 3 s and started again after 0.2-1 s (%s); NATS away 3 s after lead %d; %d leads at ~%d/s", c.killSummary(), natsAt, n, int(time.Second/every)),
+		fmt.Sprintf("runs found already posted after a crash (already_sent): %d; Work API attempts left started by a killed enricher: %d", len(c.notifiedOutcomes("already_sent")), c.crashedAttempts()),
+		"slowest lead: "+c.describeLead(r.SlowestLead))
 	c.printReport(r)
 }
 
