@@ -236,31 +236,48 @@ func testLostReplies(t *testing.T) {
 	c.printReport(r)
 }
 
-// testCreditsOutage (TestReliabilityOutages/CreditsOutage): the Work API runs out of credits for
-// longer than the old nak schedule could carry a lead (its steps total about
-// 9 minutes; here the clocks are short: ENRICH_CREDITS_PAUSE=2s, a 40 s
-// outage, 10 min in the long form). Leads arriving meanwhile are held in
-// progress (or left on the server), all enriched and notified once credits
-// return, nothing is dead-lettered and no delivery is spent.
+// testCreditsOutage (TestReliabilityOutages/CreditsOutage): the Work API
+// runs out of credits for longer than the enricher's ack wait, so only
+// keeping held messages in progress saves their deliveries, and longer than
+// the old nak schedule could carry a lead in the long form (its steps total
+// about 9 minutes; the long form's outage is 10). The short form shortens
+// the clocks: ENRICH_CREDITS_PAUSE=2s, an ack wait of 62 s
+// (WORK_API_TIMEOUT=2s, no retry) and a 75 s outage. Leads arriving
+// meanwhile are held in progress or left on the server, all enriched and
+// notified once credits return, nothing is dead-lettered and no delivery is
+// spent.
 func testCreditsOutage(t *testing.T) {
-	outage := size(40*time.Second, 10*time.Minute)
+	outage := size(75*time.Second, 10*time.Minute)
 	n := size(30, 120)
 	const enrichers, handlers = 2, 8
+	env := map[string]string{
+		"ENRICH_CREDITS_PAUSE": size("2s", "30s"),
+		"ENRICHER_WORKERS":     strconv.Itoa(handlers),
+		"WORK_API_RATE":        "4", "WORK_API_BURST": "2",
+		"C2S_RATE": "20", "C2S_BURST": "20", "DIRETRIX_RATE": "20", "DIRETRIX_BURST": "20",
+	}
+	if !reliabilityLong() {
+		// The enricher's ack wait is WORK_API_TIMEOUT x (retries+1) + 1 min.
+		env["WORK_API_TIMEOUT"], env["WORK_API_MAX_RETRIES"] = "2s", "0"
+	}
 	c := newCluster(t, clusterSpec{
 		Name: "Work API credits outage",
 		Sim:  sim.Config{Seed: 303, People: size(300, 600)},
-		Env: map[string]string{
-			"ENRICH_CREDITS_PAUSE": size("2s", "30s"),
-			"ENRICHER_WORKERS":     strconv.Itoa(handlers),
-			"WORK_API_RATE":        "4", "WORK_API_BURST": "2",
-			"C2S_RATE": "20", "C2S_BURST": "20", "DIRETRIX_RATE": "20", "DIRETRIX_BURST": "20",
-		},
+		Env:  env,
 	})
+	ackWait := time.Duration(0)
+	if info := c.consumerInfo("enricher__leads_resolved"); info != nil {
+		ackWait = info.Config.AckWait
+	}
+	if outage <= ackWait {
+		t.Fatalf("the outage (%s) must outlast the enricher's ack wait (%s)", outage, ackWait)
+	}
 	c.sims.WorkAPI.SetFaults(sim.Faults{OutOfCredits: true})
 	outageStart := time.Now()
 	leads := c.pickLeads(0, n, nil)
 	const waves = 3
 	var maxHeld, maxWaiting int
+	var firstHeld time.Time
 	paused := false
 	watch := func(until time.Time) {
 		// While credits are out: nothing enriched, nothing dead-lettered,
@@ -277,6 +294,9 @@ func testCreditsOutage(t *testing.T) {
 			info := c.consumerInfo("enricher__leads_resolved")
 			if info != nil {
 				maxHeld = max(maxHeld, info.NumAckPending)
+				if info.NumAckPending > 0 && firstHeld.IsZero() {
+					firstHeld = time.Now()
+				}
 				maxWaiting = max(maxWaiting, int(info.NumPending))
 				paused = paused || info.Paused
 				if info.NumAckPending > enrichers*handlers {
@@ -304,6 +324,12 @@ func testCreditsOutage(t *testing.T) {
 	}
 	c.sims.WorkAPI.ClearFaults()
 	creditsBack := time.Now()
+	// Nothing is enriched or acked while credits are out, so the first
+	// message taken was held from then until now.
+	heldFor := creditsBack.Sub(firstHeld)
+	if firstHeld.IsZero() || heldFor <= ackWait {
+		t.Errorf("no message was held longer than the ack wait (%s; first held %s before credits returned)", ackWait, heldFor)
+	}
 	c.waitSettled(leads, size(4*time.Minute, 15*time.Minute))
 	drained := time.Since(creditsBack)
 
@@ -323,8 +349,8 @@ func testCreditsOutage(t *testing.T) {
 		t.Errorf("%d extra paid calls: a refusal for credits is not paid and must not lead to paying twice", r.ExtraPaid)
 	}
 	r.Notes = append(r.Notes,
-		fmt.Sprintf("outage %s (ENRICH_CREDITS_PAUSE=%s), leads in %d waves during it; %d Work API calls refused for credits", outage, c.env["ENRICH_CREDITS_PAUSE"], waves, refused),
-		fmt.Sprintf("during the outage the enricher held at most %d messages in progress (%d handlers) and left up to %d on the server; consumer pause seen: %v", maxHeld, enrichers*handlers, maxWaiting, paused),
+		fmt.Sprintf("outage %s (enricher ack wait %s, ENRICH_CREDITS_PAUSE=%s), leads in %d waves during it; %d Work API calls refused for credits", outage, ackWait, c.env["ENRICH_CREDITS_PAUSE"], waves, refused),
+		fmt.Sprintf("during the outage the enricher held at most %d messages in progress (%d handlers), the first for %s (ack wait %s) with no redelivery, and left up to %d on the server; consumer pause seen: %v", maxHeld, enrichers*handlers, heldFor.Round(time.Second), ackWait, maxWaiting, paused),
 		fmt.Sprintf("all %d leads settled %s after credits returned", n, drained.Round(time.Second)))
 	c.printReport(r)
 }
