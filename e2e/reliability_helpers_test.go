@@ -74,10 +74,6 @@ type clusterSpec struct {
 	Sim  sim.Config
 	// Env is added to every service's environment.
 	Env map[string]string
-	// EnvFor, when set, adds to the workers' environment once ingest has
-	// migrated the database: shared says whether rate budgets are shared
-	// across processes (pipeline.rate_budgets exists).
-	EnvFor func(shared bool) map[string]string
 	// Gateway routes C2S through the simulated gateway (direct C2S is the
 	// fallback).
 	Gateway bool
@@ -114,10 +110,8 @@ type cluster struct {
 	sims    *sim.Sims
 	nc      *nats.Conn
 	js      jetstream.JetStream
-	env     map[string]string // ingest's; workers add workerEnv
-	wenv    map[string]string
+	env     map[string]string
 	ingest  string
-	shared  bool
 	started time.Time
 
 	natsMu       sync.Mutex
@@ -209,8 +203,7 @@ func newCluster(t *testing.T, spec clusterSpec) *cluster {
 	}
 	c.ingest = "http://127.0.0.1:" + strconv.Itoa(port)
 
-	// Ingest first: it migrates the database, which tells whether rate
-	// budgets are shared across processes in this build.
+	// Ingest first: it migrates the database while the workers wait.
 	if err := c.startProc("ingest", "ingest"); err != nil {
 		t.Fatal(err)
 	}
@@ -222,15 +215,6 @@ func newCluster(t *testing.T, spec clusterSpec) *cluster {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	var shared bool
-	if err := c.pool.QueryRow(context.Background(), `SELECT to_regclass('pipeline.rate_budgets') IS NOT NULL`).Scan(&shared); err != nil {
-		t.Fatal(err)
-	}
-	c.shared = shared
-	c.wenv = map[string]string{}
-	if spec.EnvFor != nil {
-		c.wenv = spec.EnvFor(shared)
-	}
 	for _, name := range workerServices {
 		for i := 1; i <= spec.Replicas; i++ {
 			if err := c.startProc(name, fmt.Sprintf("%s-%d", name, i)); err != nil {
@@ -312,11 +296,6 @@ func (c *cluster) spawn(name, label string) (*relProc, error) {
 	for k, v := range c.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	if name != "ingest" {
-		for k, v := range c.wenv {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
 	p := &relProc{label: label, name: name, cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
@@ -336,6 +315,17 @@ func (c *cluster) spawn(name, label string) (*relProc, error) {
 		close(p.exited)
 	}()
 	return p, nil
+}
+
+// budgets says whether the processes drew from rate budgets shared through
+// Postgres (pipeline.rate_budgets, once that lands) or paced on their own.
+func (c *cluster) budgets() string {
+	var n int
+	err := c.pool.QueryRow(context.Background(), `SELECT count(*) FROM pipeline.rate_budgets`).Scan(&n)
+	if err != nil || n == 0 {
+		return "rate limits per process"
+	}
+	return fmt.Sprintf("rate budgets shared in Postgres (%d)", n)
 }
 
 // killAll ends every process still running (at cleanup).
@@ -962,7 +952,7 @@ func (c *cluster) waitNotified(ids []string, timeout time.Duration) {
 // appends it to LEADFLOW_RELIABILITY_REPORT when set.
 func (c *cluster) printReport(r *report) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n### %s (%s form, rate budgets %s)\n\n", r.Scenario, size("short", "long"), map[bool]string{true: "shared in Postgres", false: "per process"}[c.shared])
+	fmt.Fprintf(&b, "\n### %s (%s form; %s)\n\n", r.Scenario, size("short", "long"), c.budgets())
 	fmt.Fprintln(&b, "| leads | kills | NATS restarts | lost replies diretrix / workapi (paid) / c2s / gateway | longest wait absorbed (one stage) | longest run | duplicates | paid calls / unique CPFs (extra) | dead letters | uncertain | 429s | redeliveries | wall time |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	var redl []string
