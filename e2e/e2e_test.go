@@ -186,9 +186,26 @@ func TestLeadTravelsThroughFourProcesses(t *testing.T) {
 		"API_KEYS":          "e2e-key",
 		"LOG_LEVEL":         "debug",
 	}
+	// HEALTH_PORT defaults to 8081 and METRICS_PORT (ingest) to 9090: four
+	// processes on one machine get free ports instead.
 	procs := map[string]*proc{}
+	metricsURL := map[string]string{}
 	for _, name := range services {
-		procs[name] = start(t, bin, name, env)
+		e := map[string]string{}
+		for k, v := range env {
+			e[k] = v
+		}
+		port, err := stack.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := "HEALTH_PORT"
+		if name == "ingest" {
+			key = "METRICS_PORT"
+		}
+		e[key] = strconv.Itoa(port)
+		metricsURL[name] = "http://127.0.0.1:" + e[key] + "/metrics"
+		procs[name] = start(t, bin, name, e)
 	}
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	waitFor(t, "ingest /ready", 30*time.Second, func() bool {
@@ -254,6 +271,19 @@ func TestLeadTravelsThroughFourProcesses(t *testing.T) {
 	})
 	if n := len(sims.C2S.Messages(lead)); n != 1 {
 		t.Fatalf("the repeated webhook produced %d messages on the lead, want 1", n)
+	}
+
+	// Every process serves its metrics on its private port.
+	for _, name := range services {
+		resp, err := http.Get(metricsURL[name])
+		if err != nil {
+			t.Fatalf("%s metrics: %v", name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "leadflow_pgxpool_total_conns") {
+			t.Errorf("%s %s = %d without leadflow metrics", name, metricsURL[name], resp.StatusCode)
+		}
 	}
 
 	// SIGTERM: each service stops and exits 0 within 10 s (RUN.md).
@@ -343,4 +373,16 @@ func tail(s string) string {
 		return s[len(s)-2000:]
 	}
 	return s
+}
+
+// TestVersionFlag: every service binary answers --version and exits 0
+// without reading its configuration.
+func TestVersionFlag(t *testing.T) {
+	bin := binaries(t)
+	for _, name := range services {
+		out, err := exec.Command(filepath.Join(bin, name), "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), name+" ") || !strings.Contains(string(out), "commit ") {
+			t.Errorf("%s --version = %q, %v", name, out, err)
+		}
+	}
 }

@@ -1,367 +1,444 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/leadflow/leadflow/cmd/stack/stack"
-	"github.com/leadflow/leadflow/pkg/backbone/embedded"
-	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 
 type options struct {
 	backlog, live, concurrency, workers int
 	analyzeEvery                        time.Duration
+	product, floor                      bool
+	rounds                              int
+	steadyRate                          float64
+	steadyLeads                         int
+	cold, warm                          int
+	simLatency                          time.Duration
 }
 
-type service struct {
-	name  string
-	cmd   *exec.Cmd
-	idle  int64 // KiB
-	peak  atomic.Int64
-	ready chan struct{}
+// result is one target's measurements in one round.
+type result struct {
+	kind  string
+	leads int // leads posted in all, cold start included
+	procs []*service
+
+	acks, acksP99, drain, live float64 // throughput phases
+	steady                     *steadyResult
+
+	cold    []time.Duration // the first webhooks after start-up, one at a time
+	warmP50 time.Duration   // p50 of the next ones, one at a time
+
+	// Costs over the target's whole life (start-up, cold start and load).
+	pg          pgStats       // pg_stat_database deltas, the bench's own transactions removed
+	streamMsgs  uint64        // JetStream messages stored
+	simCalls    int64         // HTTP calls the simulators answered
+	paid        int64         // paid Work API answers
+	uniqueCPFs  int           // distinct people behind the leads
+	messages    int           // C2S messages posted
+	withPersons int           // leads whose phone or email leads to somebody
+	runRows     int           // floor: pipeline.lead_runs rows written
+	pgCPU       time.Duration // CPU of the Postgres backends serving the target (their whole life)
+	benchCPU    time.Duration // CPU of this process (NATS server, simulators, load) from the first webhook on
+	load        [2]string     // machine load average when the target started and when it ended
+	check       error         // floor: messages or rows do not match the lead count
+}
+
+type steadyResult struct {
+	n            int
+	achieved     float64 // webhooks sent per second
+	answer       []time.Duration
+	e2e          []time.Duration // webhook sent → message posted in the C2S simulator
+	overhead     []time.Duration // e2e minus the simulators' configured latency × calls per lead
+	missing      int             // leads that should have a message and have none
+	callsPerLead float64
+	allDone      time.Duration // first webhook sent → every run over
 }
 
 func run(ctx context.Context, o options) error {
-	tmp, err := os.MkdirTemp("", "leadflow-bench-")
+	bins, err := os.MkdirTemp("", "leadflow-bench-bin-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	defer os.RemoveAll(bins)
 	fmt.Fprintln(os.Stderr, "building binaries...")
-	for _, s := range stack.Services {
-		if _, err := testinfra.BuildService(tmp, "services/"+s); err != nil {
+	var pkgs []string
+	if o.product {
+		for _, s := range stack.Services {
+			pkgs = append(pkgs, "services/"+s)
+		}
+	}
+	if o.floor {
+		pkgs = append(pkgs, "cmd/bench/floor")
+	}
+	for _, p := range pkgs {
+		if _, err := testinfra.BuildService(bins, p); err != nil {
 			return err
 		}
 	}
-	dbURL, drop, err := testinfra.CreateDatabase(ctx, "bench")
-	if err != nil {
-		return err
-	}
-	defer drop()
-	broker, err := embedded.Start(filepath.Join(tmp, "nats"), -1)
-	if err != nil {
-		return err
-	}
-	defer broker.Shutdown()
-	total := o.backlog + o.live
-	sims := sim.New(sim.Config{Seed: 42, People: total, Leads: total})
-	urls, err := sims.StartLocal()
-	if err != nil {
-		return err
-	}
-	defer sims.Close()
-	port, _ := stack.FreePort()
-	c := sims.Config
-	w := strconv.Itoa(o.workers)
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"DATABASE_URL=" + dbURL, "NATS_URL=" + broker.URL, "PORT=" + strconv.Itoa(port), "LOG_LEVEL=warn",
-		"C2S_BASE_URL=" + urls.C2SBaseURL, "C2S_TOKEN=" + c.C2SToken,
-		"DIRETRIX_BASE_URL=" + urls.DiretrixBaseURL, "DIRETRIX_USER=" + c.DiretrixUser, "DIRETRIX_PASS=" + c.DiretrixPass,
-		"WORK_API_URL=" + urls.WorkAPIURL, "WORK_API_KEY=" + c.WorkToken,
-		"WEBHOOK_SECRET=bench", "API_KEYS=bench",
-		// Zero-latency simulators: lift the production pacing.
-		"C2S_RATE=0", "DIRETRIX_RATE=0", "WORK_API_RATE=0",
-		"C2S_CONCURRENCY=0", "DIRETRIX_CONCURRENCY=0", "WORK_API_CONCURRENCY=0",
-		"RESOLVER_WORKERS=" + w, "ENRICHER_WORKERS=" + w, "NOTIFIER_WORKERS=" + w,
-		"DB_MAX_CONNS=10",
-	}
-	svcs := map[string]*service{}
-	startSvc := func(name string) error {
-		s := &service{name: name, ready: make(chan struct{})}
-		s.cmd = exec.Command(filepath.Join(tmp, name))
-		s.cmd.Env = env
-		if os.Getenv("BENCH_PROFILE_DIR") != "" {
-			s.cmd.Env = append(append([]string{}, env...), "LEADFLOW_CPU_PROFILE="+filepath.Join(os.Getenv("BENCH_PROFILE_DIR"), name+".pprof"))
-		}
-		stderr, _ := s.cmd.StderrPipe()
-		if err := s.cmd.Start(); err != nil {
-			return err
-		}
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				line := sc.Text()
-				if strings.Contains(line, `"level":"error"`) {
-					fmt.Fprintln(os.Stderr, name+": "+line)
-				}
+	var all [][2]*result
+	var checks error
+	for round := 1; round <= o.rounds; round++ {
+		var pr, fr *result
+		if o.product {
+			if pr, err = measure(ctx, o, "product", bins); err != nil {
+				return err
 			}
-		}()
-		svcs[name] = s
-		return nil
-	}
-	defer func() {
-		for _, s := range svcs {
-			_ = s.cmd.Process.Signal(syscall.SIGTERM)
-			_, _ = s.cmd.Process.Wait()
 		}
-	}()
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	for _, n := range stack.Services {
-		if err := startSvc(n); err != nil {
-			return err
+		if o.floor {
+			if fr, err = measure(ctx, o, "floor", bins); err != nil {
+				return err
+			}
+			checks = errors.Join(checks, fr.check)
 		}
+		report(o, round, pr, fr)
+		all = append(all, [2]*result{pr, fr})
 	}
-	if err := waitOK(base + "/ready"); err != nil {
-		return err
+	summary(o, all)
+	return checks
+}
+
+// measure starts one target on a fresh environment, measures it and stops it.
+func measure(ctx context.Context, o options, kind, bins string) (*result, error) {
+	n := o.cold + o.warm + o.backlog + o.live
+	if o.steadyRate > 0 {
+		n = o.cold + o.warm + o.steadyLeads
 	}
+	dir, err := os.MkdirTemp("", "leadflow-bench-"+kind+"-")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "%s: starting (%d leads)...\n", kind, n)
+	e, err := newEnv(ctx, o, dir, n)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	start := startProduct
+	if kind == "floor" {
+		start = startFloor
+	}
+	t, err := start(e, o, bins)
+	if err != nil {
+		return nil, err
+	}
+	defer t.stop()
+	if err := t.waitReady(); err != nil {
+		return nil, err
+	}
+	r := &result{kind: kind, leads: n, procs: t.procs}
+	r.load[0] = loadAvg()
+	var stopOnce sync.Once
+	stop := e.analyzer(o.analyzeEvery)
+	stopAnalyze := func() { stopOnce.Do(stop) }
+	defer stopAnalyze()
+
 	// Idle: everything up and provisioned, nothing to do.
 	time.Sleep(5 * time.Second)
-	for _, s := range svcs {
+	for _, s := range t.procs {
 		s.idle = rss(s.cmd.Process.Pid)
 	}
-	workers := []string{"resolver", "enricher", "notifier"}
-	signal := func(sig syscall.Signal) {
-		for _, n := range workers {
-			_ = svcs[n].cmd.Process.Signal(sig)
-		}
-	}
-	pool, err := pgxpool.New(ctx, dbURL)
+
+	// Cold start: the first webhooks the edge ever answers, one at a time,
+	// then as many again as the warm reference.
+	fmt.Fprintf(os.Stderr, "%s: cold start, %d + %d webhooks one at a time...\n", kind, o.cold, o.warm)
+	off := o.cold + o.warm
+	cpu0 := selfCPU()
+	times, err := oneByOne(t.base, e.bodies[:off])
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer pool.Close()
-
-	// This machine's Postgres runs with autovacuum off, so nothing would ever
-	// ANALYZE the growing tables and the planner would keep its empty-table
-	// estimates. Production servers autoanalyze; do the same here.
-	analyzeCtx, stopAnalyze := context.WithCancel(ctx)
-	defer stopAnalyze()
-	go func() {
-		if o.analyzeEvery <= 0 {
-			return
-		}
-		t := time.NewTicker(o.analyzeEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-analyzeCtx.Done():
-				return
-			case <-t.C:
-				_, _ = pool.Exec(analyzeCtx, "ANALYZE")
-			}
-		}
-	}()
-
-	leads := sims.Pop.Leads()
-	var bodies [][]byte
-	for _, l := range leads {
-		if len(l.ID) == 32 && l.ID != "5f2c9a7e41b8d3c6a0e1f4b27d9c8e10" && l.ID != "a1b2c3d4e5f60718293a4b5c6d7e8f90" {
-			bodies = append(bodies, webhook(l))
-		}
-	}
-	if len(bodies) < total {
-		return fmt.Errorf("population has %d leads, need %d", len(bodies), total)
+	r.cold, r.warmP50 = times[:o.cold], pct(times[o.cold:], 50)
+	if err := t.waitDone(ctx, off, 2*time.Minute); err != nil {
+		return nil, err
 	}
 
-	// Phase 1: ingest alone (the workers are stopped with SIGSTOP), acked
-	// webhooks/s.
-	fmt.Fprintf(os.Stderr, "phase 1: %d webhooks to ingest alone...\n", o.backlog)
-	sample := sampler(svcs)
-	signal(syscall.SIGSTOP)
-	acks, p99, err := blast(base, bodies[:o.backlog], o.concurrency)
-	signal(syscall.SIGCONT)
-	if err != nil {
-		return err
+	var pg backendCPU
+	e.sampleBackends(ctx, &pg)
+	sample := sampler(ctx, e, t.procs, &pg)
+	if o.steadyRate > 0 {
+		r.steady, err = runSteady(ctx, o, e, t, off)
+	} else {
+		err = runPhases(ctx, o, e, t, off, r)
 	}
-
-	// Phase 2: the workers drain the backlog.
-	fmt.Fprintln(os.Stderr, "phase 2: draining the backlog...")
-	start := time.Now()
-	if err := waitFinal(ctx, pool, o.backlog, 10*time.Minute); err != nil {
-		return err
-	}
-	drain := float64(o.backlog) / time.Since(start).Seconds()
-
-	// Phase 3: live end to end.
-	fmt.Fprintf(os.Stderr, "phase 3: %d leads end to end...\n", o.live)
-	start = time.Now()
-	if _, _, err := blast(base, bodies[o.backlog:total], o.concurrency); err != nil {
-		return err
-	}
-	if err := waitFinal(ctx, pool, total, 10*time.Minute); err != nil {
-		return err
-	}
-	live := float64(o.live) / time.Since(start).Seconds()
 	sample()
+	if err != nil {
+		return nil, err
+	}
+	stopAnalyze()
+	e.sampleBackends(ctx, &pg)
+	r.pgCPU, r.benchCPU, r.load[1] = pg.total(), selfCPU()-cpu0, loadAvg()
+	t.stop()
 
-	// Paid calls against unique CPFs.
-	unique := map[string]bool{}
-	for _, b := range bodies[:total] {
-		var ev struct{ ID string }
-		_ = json.Unmarshal(b, &ev)
-		for _, cpf := range sims.Pop.ExpectedPersons(ev.ID) {
+	// Costs: everything the target did since its database was migrated.
+	if r.streamMsgs, err = e.streamMsgs(ctx, t.stream); err != nil {
+		return nil, err
+	}
+	r.simCalls, r.paid, r.messages = e.simRequests(), e.sims.WorkAPI.TotalPaidCalls(), e.sims.C2S.MessageCount()
+	unique, nPersons := map[string]bool{}, 0
+	for _, l := range e.leads {
+		persons := e.sims.Pop.ExpectedPersons(l.ID)
+		if len(persons) > 0 {
+			r.withPersons++
+		}
+		nPersons += len(persons)
+		for _, cpf := range persons {
 			unique[cpf] = true
 		}
 	}
-	paid := sims.WorkAPI.TotalPaidCalls()
-
-	fmt.Printf("| metric | result | target |\n|---|---|---|\n")
-	fmt.Printf("| acked webhooks/s (ingest alone, %d clients) | %.0f (p99 %.1f ms) | ≥ 5,000 |\n", o.concurrency, acks, p99)
-	fmt.Printf("| pipeline drain, leads/s (%d-lead backlog) | %.0f | ≥ 500 |\n", o.backlog, drain)
-	fmt.Printf("| live end to end, leads/s (%d leads) | %.0f | ≥ 500 |\n", o.live, live)
-	names := []string{"ingest", "resolver", "enricher", "notifier"}
-	for _, n := range names {
-		s := svcs[n]
-		fmt.Printf("| %s RSS idle / peak under load | %.1f MB / %.1f MB | ≤ 20 / ≤ 64 MB |\n", n, float64(s.idle)/1024, float64(s.peak.Load())/1024)
+	r.uniqueCPFs = len(unique)
+	if kind == "floor" {
+		if r.runRows, err = e.count(ctx, `SELECT count(*) FROM pipeline.lead_runs`); err != nil {
+			return nil, err
+		}
+		// The floor writes a fresh entity per person per lead.
+		entities, err := e.count(ctx, `SELECT count(*) FROM core.entities`)
+		if err != nil {
+			return nil, err
+		}
+		if r.messages != n || r.runRows != n || entities != nPersons {
+			r.check = fmt.Errorf("floor check failed: %d C2S messages, %d lead_runs rows for %d leads; %d entities for %d persons",
+				r.messages, r.runRows, n, entities, nPersons)
+		}
 	}
-	fmt.Printf("| paid Work API calls / unique CPFs | %d / %d | equal |\n", paid, len(unique))
-	fmt.Printf("| C2S messages posted | %d |  |\n", sims.C2S.MessageCount())
+	e.pool.Close()
+	after, err := e.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b := e.before
+	r.pg = pgStats{commits: after.commits - b.commits - e.own.Load(), rollbacks: after.rollbacks - b.rollbacks,
+		inserted: after.inserted - b.inserted, updated: after.updated - b.updated, deleted: after.deleted - b.deleted}
+	return r, nil
+}
+
+// runPhases is the throughput measurement: the edge alone, the drain of that
+// backlog, then leads posted while everything runs.
+func runPhases(ctx context.Context, o options, e *env, t *target, off int, r *result) error {
+	// Phase 1: the edge alone (the stages are stopped), acked webhooks/s.
+	fmt.Fprintf(os.Stderr, "%s phase 1: %d webhooks to the edge alone...\n", t.kind, o.backlog)
+	if err := t.pause(); err != nil {
+		return err
+	}
+	var err error
+	r.acks, r.acksP99, err = blast(t.base, e.bodies[off:off+o.backlog], o.concurrency)
+	if rerr := t.resume(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return err
+	}
+
+	// Phase 2: the stages drain the backlog.
+	fmt.Fprintf(os.Stderr, "%s phase 2: draining the backlog...\n", t.kind)
+	start := time.Now()
+	if err := t.waitDone(ctx, off+o.backlog, 10*time.Minute); err != nil {
+		return err
+	}
+	r.drain = float64(o.backlog) / time.Since(start).Seconds()
+
+	// Phase 3: live end to end.
+	fmt.Fprintf(os.Stderr, "%s phase 3: %d leads end to end...\n", t.kind, o.live)
+	start = time.Now()
+	if _, _, err := blast(t.base, e.bodies[off+o.backlog:], o.concurrency); err != nil {
+		return err
+	}
+	if err := t.waitDone(ctx, off+o.backlog+o.live, 10*time.Minute); err != nil {
+		return err
+	}
+	r.live = float64(o.live) / time.Since(start).Seconds()
 	return nil
 }
 
-func webhook(l sim.Lead) []byte {
-	b, _ := json.Marshal(map[string]any{
-		"id":          l.ID,
-		"hook_action": "on_create_lead",
-		"attributes": map[string]any{
-			"updated_at": "2025-11-21T13:30:00Z",
-			"customer":   map[string]string{"name": l.Name, "email": l.Email, "phone": l.Phone},
-		},
-	})
-	return b
-}
-
-// blast posts bodies with n concurrent clients; it returns acked/s and p99 ms.
-func blast(base string, bodies [][]byte, n int) (float64, float64, error) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}, Timeout: 30 * time.Second}
-	url := base + "/api/v1/webhooks/c2s?token=bench"
-	var next atomic.Int64
-	var acked atomic.Int64
-	lat := make([][]time.Duration, n)
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := 0; w < n; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(bodies) {
-					return
-				}
-				t0 := time.Now()
-				resp, err := client.Post(url, "application/json", bytes.NewReader(bodies[i]))
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				// Drain the body so the connection is reused (keep-alive).
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusAccepted {
-					acked.Add(1)
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-			}
-		}(w)
-	}
-	wg.Wait()
-	elapsed := time.Since(start).Seconds()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, 0, err
-	}
-	var all []time.Duration
-	for _, l := range lat {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	p99 := 0.0
-	if len(all) > 0 {
-		p99 = float64(all[len(all)*99/100].Microseconds()) / 1000
-	}
-	if int(acked.Load()) != len(bodies) {
-		return 0, 0, fmt.Errorf("only %d of %d webhooks were acked with 202", acked.Load(), len(bodies))
-	}
-	return float64(acked.Load()) / elapsed, p99, nil
-}
-
-func waitFinal(ctx context.Context, pool *pgxpool.Pool, want int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		var n int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pipeline.lead_runs WHERE finished_at IS NOT NULL`).Scan(&n); err != nil {
-			return err
-		}
-		if n >= want {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("runs did not finish within %s", timeout)
-}
-
-// sampler records each service's peak RSS every 100 ms until stopped.
-func sampler(svcs map[string]*service) func() {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, s := range svcs {
-					if kb := rss(s.cmd.Process.Pid); kb > s.peak.Load() {
-						s.peak.Store(kb)
-					}
-				}
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// rss reads VmRSS (KiB) from /proc.
-func rss(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// runSteady posts the remaining leads at a fixed rate and measures latencies.
+func runSteady(ctx context.Context, o options, e *env, t *target, off int) (*steadyResult, error) {
+	fmt.Fprintf(os.Stderr, "%s steady: %d webhooks at %g/s...\n", t.kind, o.steadyLeads, o.steadyRate)
+	calls := e.simRequests()
+	sent, answer, achieved, err := steadyLoad(t.base, e.bodies[off:], o.steadyRate)
 	if err != nil {
-		return 0
+		return nil, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				n, _ := strconv.ParseInt(f[1], 10, 64)
-				return n
-			}
+	if err := t.waitDone(ctx, off+o.steadyLeads, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	s := &steadyResult{n: o.steadyLeads, achieved: achieved, answer: answer, allDone: time.Since(sent[0])}
+	s.callsPerLead = float64(e.simRequests()-calls) / float64(s.n)
+	upstream := time.Duration(float64(o.simLatency) * s.callsPerLead)
+	for i, l := range e.leads[off:] {
+		// Only leads the product posts on: the floor also posts on leads
+		// whose identifiers lead nowhere, the product does not.
+		if len(e.sims.Pop.ExpectedPersons(l.ID)) == 0 {
+			continue
 		}
+		msgs := e.sims.C2S.Messages(l.ID)
+		if len(msgs) == 0 {
+			s.missing++
+			continue
+		}
+		d := msgs[0].At.Sub(sent[i])
+		s.e2e = append(s.e2e, d)
+		s.overhead = append(s.overhead, d-upstream)
 	}
-	return 0
+	return s, nil
 }
 
-func waitOK(url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+// report prints one round: product, floor and product ÷ floor.
+func report(o options, round int, p, f *result) {
+	fmt.Println()
+	if o.rounds > 1 {
+		fmt.Printf("Round %d of %d\n\n", round, o.rounds)
 	}
-	return fmt.Errorf("%s not ready", url)
+	fmt.Println("| metric | product | floor | product ÷ floor | target |")
+	fmt.Println("|---|---|---|---|---|")
+	row := func(metric string, v func(*result) string, ratio, target string) {
+		cell := func(r *result) string {
+			if r == nil {
+				return "-"
+			}
+			return v(r)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", metric, cell(p), cell(f), ratio, target)
+	}
+	ratio := func(v func(*result) float64) string {
+		if p == nil || f == nil || v(f) == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.0f %%", 100*v(p)/v(f))
+	}
+	if o.steadyRate == 0 {
+		row(fmt.Sprintf("acked webhooks/s (edge alone, %d clients)", o.concurrency),
+			func(r *result) string { return fmt.Sprintf("%.0f (p99 %.1f ms)", r.acks, r.acksP99) },
+			ratio(func(r *result) float64 { return r.acks }), "≥ 5,000")
+		row(fmt.Sprintf("pipeline drain, leads/s (%d-lead backlog)", o.backlog),
+			func(r *result) string { return fmt.Sprintf("%.0f", r.drain) },
+			ratio(func(r *result) float64 { return r.drain }), "≥ 500; ≥ 70 % of floor")
+		row(fmt.Sprintf("live end to end, leads/s (%d leads)", o.live),
+			func(r *result) string { return fmt.Sprintf("%.0f", r.live) },
+			ratio(func(r *result) float64 { return r.live }), "≥ 500; ≥ 70 % of floor")
+	} else {
+		three := func(ds []time.Duration) string {
+			return fmt.Sprintf("%.1f / %.1f / %.1f", ms(pct(ds, 50)), ms(pct(ds, 90)), ms(pct(ds, 99)))
+		}
+		row(fmt.Sprintf("steady: webhooks sent per second (asked %g/s, %d leads)", o.steadyRate, o.steadyLeads),
+			func(r *result) string { return fmt.Sprintf("%.1f", r.steady.achieved) }, "", "")
+		row("webhook answer p50 / p90 / p99, ms", func(r *result) string { return three(r.steady.answer) }, "", "")
+		row("end to end p50 / p90 / p99, ms (webhook sent → message in C2S)",
+			func(r *result) string { return three(r.steady.e2e) }, "", "")
+		what := "zero-latency simulators: the whole end to end"
+		if o.simLatency > 0 {
+			what = fmt.Sprintf("end to end − %s × simulator calls per lead", o.simLatency)
+		}
+		row("overhead p50 / p90 / p99, ms ("+what+")",
+			func(r *result) string { return three(r.steady.overhead) }, "", "p99 ≤ 25 ms at 100/s")
+		row("simulator calls per lead during the steady load",
+			func(r *result) string { return fmt.Sprintf("%.2f", r.steady.callsPerLead) }, "", "")
+		row("leads timed end to end / leads without their message",
+			func(r *result) string { return fmt.Sprintf("%d / %d", len(r.steady.e2e), r.steady.missing) }, "", "0 without")
+		row("every run over, s after the first webhook",
+			func(r *result) string { return fmt.Sprintf("%.1f", r.steady.allDone.Seconds()) }, "", "")
+	}
+	row(fmt.Sprintf("cold start: first %d webhooks, one at a time, ms", o.cold), func(r *result) string {
+		var s []string
+		for _, d := range r.cold {
+			s = append(s, fmt.Sprintf("%.1f", ms(d)))
+		}
+		return strings.Join(s, " ")
+	}, "", "")
+	row(fmt.Sprintf("warm: p50 of the next %d, one at a time, ms", o.warm),
+		func(r *result) string { return fmt.Sprintf("%.2f", ms(r.warmP50)) }, "", "")
+	per := func(v float64, r *result) string { return fmt.Sprintf("%.2f", v/float64(r.leads)) }
+	row("Postgres transactions (xact_commit) per lead", func(r *result) string { return per(float64(r.pg.commits), r) }, "", "")
+	row("Postgres rows inserted / updated / deleted per lead", func(r *result) string {
+		return per(float64(r.pg.inserted), r) + " / " + per(float64(r.pg.updated), r) + " / " + per(float64(r.pg.deleted), r)
+	}, "", "")
+	row("CPU per lead, ms: the target's processes / its Postgres backends / the bench process (NATS, simulators, load)", func(r *result) string {
+		var cpu time.Duration
+		for _, s := range r.procs {
+			cpu += s.cpu
+		}
+		return per(ms(cpu), r) + " / " + per(ms(r.pgCPU), r) + " / " + per(ms(r.benchCPU), r)
+	}, "", "")
+	row("JetStream messages stored per lead", func(r *result) string { return per(float64(r.streamMsgs), r) }, "", "")
+	row("simulator HTTP calls per lead", func(r *result) string { return per(float64(r.simCalls), r) }, "", "")
+	row("paid Work API calls / unique CPFs", func(r *result) string { return fmt.Sprintf("%d / %d", r.paid, r.uniqueCPFs) }, "", "product: equal")
+	row("C2S messages posted / leads / leads with a person", func(r *result) string {
+		return fmt.Sprintf("%d / %d / %d", r.messages, r.leads, r.withPersons)
+	}, "", "product: = leads with a person; floor: = leads")
+	for _, r := range []*result{p, f} {
+		if r == nil {
+			continue
+		}
+		for _, s := range r.procs {
+			v := fmt.Sprintf("%.1f / %.1f MB", float64(s.idle)/1024, float64(s.peak.Load())/1024)
+			pc, fc, target := v, "", "≤ 20 / ≤ 64 MB"
+			if r.kind == "floor" {
+				pc, fc, target = "", v, ""
+			}
+			fmt.Printf("| %s RSS idle / peak under load | %s | %s |  | %s |\n", s.name, pc, fc, target)
+		}
+	}
+	row("machine load average (1 min) at start / end", func(r *result) string { return r.load[0] + " / " + r.load[1] }, "", "2 cores")
+	if f != nil && f.check != nil {
+		fmt.Printf("\n**%v**\n", f.check)
+	}
+}
+
+// summary prints the ratios of every round and their median.
+func summary(o options, all [][2]*result) {
+	if !o.product || !o.floor {
+		return
+	}
+	type col struct {
+		name string
+		v    func(*result) float64
+	}
+	var cols []col
+	if o.steadyRate == 0 {
+		cols = []col{{"drain", func(r *result) float64 { return r.drain }}, {"live", func(r *result) float64 { return r.live }},
+			{"webhooks", func(r *result) float64 { return r.acks }}}
+	} else {
+		cols = []col{{"end to end p50", func(r *result) float64 { return ms(pct(r.steady.e2e, 50)) }},
+			{"overhead p99", func(r *result) float64 { return ms(pct(r.steady.overhead, 99)) }}}
+	}
+	fmt.Println()
+	head, line := "| round |", "|---|"
+	for _, c := range cols {
+		head += fmt.Sprintf(" product %s | floor %s | product ÷ floor |", c.name, c.name)
+		line += "---|---|---|"
+	}
+	fmt.Println(head)
+	fmt.Println(line)
+	ratios := make([][]float64, len(cols))
+	for i, rr := range all {
+		fmt.Printf("| %d |", i+1)
+		for j, c := range cols {
+			p, f := c.v(rr[0]), c.v(rr[1])
+			q := 0.0
+			if f != 0 {
+				q = 100 * p / f
+			}
+			ratios[j] = append(ratios[j], q)
+			fmt.Printf(" %.1f | %.1f | %.0f %% |", p, f, q)
+		}
+		fmt.Println()
+	}
+	fmt.Print("| median |")
+	for j := range cols {
+		s := slices.Clone(ratios[j])
+		slices.Sort(s)
+		m := s[len(s)/2]
+		if len(s)%2 == 0 {
+			m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+		}
+		fmt.Printf(" | | %.0f %% |", m)
+	}
+	fmt.Println()
 }

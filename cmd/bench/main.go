@@ -2,8 +2,16 @@
 // service binaries as separate processes, a real Postgres database, an
 // embedded NATS JetStream server and zero-latency simulators. It reports
 // acked webhooks/s (ingest alone), pipeline throughput draining a backlog,
-// live end-to-end leads/s, RSS per service idle and under load, and paid
-// Work API calls against unique CPFs. Results go to docs/BENCHMARKS.md.
+// live end-to-end leads/s, RSS per service idle and under load, paid Work API
+// calls against unique CPFs, cold-start webhook times and per-lead costs
+// (Postgres transactions and rows, JetStream messages, upstream calls).
+//
+// In the same run, back to back and with the same leads, it measures the
+// floor (./floor): the plainest single-process program doing the same work
+// per lead, against the same kind of database, NATS server and simulators.
+// It prints product ÷ floor. -steady-rate switches from the throughput phases
+// to an open-loop fixed rate with latency percentiles. Results go to
+// docs/BENCHMARKS.md.
 package main
 
 import (
@@ -12,6 +20,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/leadflow/leadflow/pkg/buildinfo"
 )
 
 func main() {
@@ -19,9 +29,30 @@ func main() {
 	flag.IntVar(&o.backlog, "backlog", 5000, "leads posted to ingest alone, then drained by the pipeline")
 	flag.IntVar(&o.live, "live", 5000, "leads posted while the whole pipeline runs")
 	flag.IntVar(&o.concurrency, "concurrency", 64, "concurrent HTTP clients")
-	flag.IntVar(&o.workers, "workers", 64, "handlers per consumer in each worker service")
+	flag.IntVar(&o.workers, "workers", 64, "handlers per consumer in each worker service (and per floor stage)")
 	flag.DurationVar(&o.analyzeEvery, "analyze-every", 30*time.Second, "run ANALYZE this often, as autovacuum would (0 = never)")
+	flag.BoolVar(&o.product, "product", true, "measure the product")
+	flag.BoolVar(&o.floor, "floor", true, "measure the floor (the plainest single-process pipeline) with the same leads")
+	flag.IntVar(&o.rounds, "rounds", 1, "alternate product and floor this many times; prints each ratio and the median")
+	flag.Float64Var(&o.steadyRate, "steady-rate", 0, "post webhooks at this fixed rate per second (open loop) instead of the throughput phases")
+	flag.IntVar(&o.steadyLeads, "steady-leads", 3000, "leads posted in steady mode")
+	flag.IntVar(&o.cold, "cold", 20, "cold start: webhooks timed one at a time right after start-up")
+	flag.IntVar(&o.warm, "warm", 100, "cold start: webhooks timed one at a time after the cold ones (their p50 is the warm reference)")
+	flag.DurationVar(&o.simLatency, "sim-latency", 0, "latency every simulator adds to every call (subtracted, times calls per lead, from end to end as upstream time)")
+	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.String("bench"))
+		return
+	}
+	if !o.product && !o.floor {
+		fmt.Fprintln(os.Stderr, "bench: nothing to measure (-product=false -floor=false)")
+		os.Exit(2)
+	}
+	if o.rounds < 1 || o.cold < 0 || o.warm < 1 || o.steadyRate < 0 || (o.steadyRate > 0 && o.steadyLeads < 1) {
+		fmt.Fprintln(os.Stderr, "bench: -rounds and -warm must be ≥ 1, -cold and -steady-rate ≥ 0, -steady-leads ≥ 1")
+		os.Exit(2)
+	}
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

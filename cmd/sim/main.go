@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/leadflow/leadflow/pkg/buildinfo"
 	"github.com/leadflow/leadflow/pkg/sim"
 )
 
@@ -110,12 +111,17 @@ func main() {
 	hiddenDef, _ := strconv.ParseBool(env("SIM_LEAD_MESSAGES_HIDDEN", "false"))
 	hidden := flag.Bool("lead-messages-hidden", hiddenDef,
 		"C2S (and so gateway) lead documents omit the messages list, like the confirmed C2S document (SIM_LEAD_MESSAGES_HIDDEN=true)")
+	version := flag.Bool("version", false, "print the version and exit")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags]\n\nFlags:\n", os.Args[0])
 		flag.PrintDefaults()
 		fmt.Fprint(flag.CommandLine.Output(), usageTail)
 	}
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.String("sim"))
+		return
+	}
 	cfg.Seed = *seed
 	if faults != "" {
 		if err := json.Unmarshal([]byte(faults), &cfg.Faults); err != nil {

@@ -11,12 +11,19 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/leadflow/leadflow/cmd/stack/stack"
+	"github.com/leadflow/leadflow/pkg/buildinfo"
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/sim"
 )
 
 func main() {
+	if buildinfo.PrintIfAsked("stack", os.Args[1:], os.Stdout) {
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	env := map[string]string{}
@@ -27,6 +34,20 @@ func main() {
 	}
 	if env["PORT"] == "" {
 		env["PORT"] = "8080"
+	}
+	// One tracer provider for the whole process (OTEL_* variables): the
+	// services' spans share the resource leadflow-stack unless
+	// OTEL_SERVICE_NAME says otherwise; span names carry the stage.
+	l := config.New()
+	tr := platform.LoadTracing(l)
+	if err := l.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "stack:", err)
+		os.Exit(2)
+	}
+	flush, err := platform.SetupTracing(ctx, tr, "stack")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stack: tracing:", err)
+		os.Exit(1)
 	}
 	s, err := stack.Start(ctx, stack.Options{Env: env, Sim: sim.Config{Seed: 1}})
 	if err != nil {
@@ -42,6 +63,9 @@ func main() {
 		code = 1
 	}
 	s.Stop()
+	fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = flush(fctx)
+	cancel()
 	os.Exit(code)
 }
 

@@ -211,3 +211,37 @@ func (l *Loader) Err() error {
 	}
 	return errors.New("invalid configuration:\n  - " + strings.Join(l.problems, "\n  - "))
 }
+
+// File returns an optional variable naming a file, recording a problem when
+// it is set and the file cannot be read. The value is a path, not a secret;
+// the file's contents are never echoed.
+func (l *Loader) File(name string) string {
+	_, v, ok := l.get(name)
+	if !ok {
+		return ""
+	}
+	st, err := os.Stat(v)
+	switch {
+	case err != nil:
+		l.problem("%s names a file that cannot be read (%s)", name, errReason(err))
+	case st.IsDir():
+		l.problem("%s names a directory, not a file", name)
+	default:
+		if f, err := os.Open(v); err != nil {
+			l.problem("%s names a file that cannot be read (%s)", name, errReason(err))
+		} else {
+			f.Close()
+		}
+	}
+	return v
+}
+
+func errReason(err error) string {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "no such file"
+	case errors.Is(err, os.ErrPermission):
+		return "permission denied"
+	}
+	return "unreadable"
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,24 @@ func TestLoaderDefaultsAndAliases(t *testing.T) {
 	}
 	if err := l.Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFile(t *testing.T) {
+	dir := t.TempDir()
+	f := dir + "/creds"
+	if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := FromMap(map[string]string{"OK": f, "MISSING": dir + "/nope", "DIR": dir})
+	if l.File("OK") != f || l.File("UNSET") != "" {
+		t.Fatal("wrong values")
+	}
+	l.File("MISSING")
+	l.File("DIR")
+	err := l.Err()
+	if err == nil || !strings.Contains(err.Error(), "MISSING names a file that cannot be read (no such file)") ||
+		!strings.Contains(err.Error(), "DIR names a directory") || strings.Contains(err.Error(), "OK") {
+		t.Fatalf("err = %v", err)
 	}
 }

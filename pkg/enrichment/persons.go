@@ -160,8 +160,10 @@ func (s *Persons) payload(ctx context.Context, cpf string, reuse Reuse) (json.Ra
 			t := time.NewTimer(s.CreditsWait)
 			select {
 			case <-ctx.Done():
+				// Still out of credits: the router waits on (a wait, not a
+				// failure) and tries again.
 				t.Stop()
-				return nil, failure.Transient("enrichment.credits_wait", errors.Join(ctx.Err(), err))
+				return nil, err
 			case <-t.C:
 			}
 		}
@@ -176,7 +178,7 @@ func (s *Persons) payload(ctx context.Context, cpf string, reuse Reuse) (json.Ra
 	} else {
 		s.Metrics.Reused.Inc()
 	}
-	s.Log.Debug().Str("cpf", logging.CPF(cpf)).Bool("paid", paid).Msg("payload ready")
+	s.Log.Debug().Ctx(ctx).Str("cpf", logging.CPF(cpf)).Bool("paid", paid).Msg("payload ready")
 	return r.raw, paid, nil
 }
 

@@ -23,7 +23,7 @@ func New(service, level string, w io.Writer) zerolog.Logger {
 	if err != nil || level == "" {
 		lvl = zerolog.InfoLevel
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", service).Logger()
+	return zerolog.New(w).Level(lvl).Hook(traceHook{}).With().Timestamp().Str("service", service).Logger()
 }
 
 // ValidLevel reports whether s names a zerolog level.
@@ -45,10 +45,12 @@ func CorrelationID(ctx context.Context) string {
 	return id
 }
 
-// Ctx returns base enriched with the correlation id found in ctx.
+// Ctx returns base enriched with the correlation id found in ctx, and bound
+// to ctx so that its lines carry the trace id (traceHook).
 func Ctx(ctx context.Context, base zerolog.Logger) zerolog.Logger {
+	l := base.With().Ctx(ctx)
 	if id := CorrelationID(ctx); id != "" {
-		return base.With().Str("correlation_id", id).Logger()
+		l = l.Str("correlation_id", id)
 	}
-	return base
+	return l.Logger()
 }

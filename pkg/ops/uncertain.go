@@ -91,20 +91,12 @@ var errNothingPosted = errors.New("nothing was posted for this run (the pipeline
 // delivery the ledger already has as sent does nothing.
 func (o *Ops) UncertainConfirm(ctx context.Context, leadID, runID string) (*Resolution, error) {
 	const op = "ops.confirm"
-	s, err := o.openDelivery(ctx, op, leadID, runID)
-	if err != nil {
-		return nil, err
+	s, res, err := o.openUncertain(ctx, op, leadID, runID)
+	if s == nil || err != nil {
+		return res, err
 	}
 	defer s.Close()
 	e := s.Entry
-	res := &Resolution{LeadID: e.LeadID, RunID: e.RunID, Stage: e.Stage, Route: e.Route}
-	switch e.Status {
-	case ledger.StatusSent:
-		res.Status = ResolvedAlreadySent
-		return res, nil
-	case ledger.StatusPending:
-		return nil, failure.Permanent(op, errNothingPosted)
-	}
 	// The trace and the event first, the ledger last: an interrupted confirm
 	// is finished by running it again (both are keyed by the run).
 	parent, err := o.parentOf(ctx, e)
@@ -145,20 +137,12 @@ func (o *Ops) UncertainConfirm(ctx context.Context, leadID, runID string) (*Reso
 // > 0 it waits that long for the notifier's outcome.
 func (o *Ops) UncertainRepost(ctx context.Context, leadID, runID string, wait time.Duration) (*Resolution, error) {
 	const op = "ops.repost"
-	s, err := o.openDelivery(ctx, op, leadID, runID)
-	if err != nil {
-		return nil, err
+	s, res, err := o.openUncertain(ctx, op, leadID, runID)
+	if s == nil || err != nil {
+		return res, err
 	}
 	defer s.Close()
 	e := s.Entry
-	res := &Resolution{LeadID: e.LeadID, RunID: e.RunID, Stage: e.Stage, Route: e.Route}
-	switch e.Status {
-	case ledger.StatusSent:
-		res.Status = ResolvedAlreadySent
-		return res, nil
-	case ledger.StatusPending:
-		return nil, failure.Permanent(op, errNothingPosted)
-	}
 	if o.JS == nil {
 		return nil, failure.Permanent(op, errors.New("a repost needs NATS (--nats or NATS_URL)"))
 	}
@@ -336,4 +320,26 @@ func (o *Ops) dropDeadLetters(ctx context.Context, d ledger.Entry) int {
 		}
 	}
 	return n
+}
+
+// openUncertain opens the delivery of (lead, run) for an operator's
+// decision. A delivery already sent answers already_sent (and no session);
+// one that never posted has nothing to decide.
+func (o *Ops) openUncertain(ctx context.Context, op, leadID, runID string) (*ledger.Session, *Resolution, error) {
+	s, err := o.openDelivery(ctx, op, leadID, runID)
+	if err != nil {
+		return nil, nil, err
+	}
+	e := s.Entry
+	res := &Resolution{LeadID: e.LeadID, RunID: e.RunID, Stage: e.Stage, Route: e.Route}
+	switch e.Status {
+	case ledger.StatusSent:
+		s.Close()
+		res.Status = ResolvedAlreadySent
+		return nil, res, nil
+	case ledger.StatusPending:
+		s.Close()
+		return nil, nil, failure.Permanent(op, errNothingPosted)
+	}
+	return s, res, nil
 }

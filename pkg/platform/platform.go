@@ -28,6 +28,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
+	"github.com/leadflow/leadflow/pkg/buildinfo"
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
 	"github.com/leadflow/leadflow/pkg/logging"
@@ -44,22 +45,64 @@ type Common struct {
 	DatabaseURL string
 	NATSURL     string
 	LogLevel    string
-	HealthPort  int
+	// HealthPort serves /health, /ready and /metrics; 0 = off.
+	HealthPort int
+	// MetricsPort serves them again on a private port (ingest, whose
+	// public PORT is exposed); 0 = off.
+	MetricsPort int
 	DBMaxConns  int
 	Stream      messaging.StreamSettings
+	// ConsumerReplicas of every durable consumer; 0 = as the stream.
+	ConsumerReplicas int
+	// NATS authentication and TLS files.
+	NATS messaging.NATSAuth
+	// Tracing: OpenTelemetry from the OTEL_* variables (Serve installs it).
+	Tracing Tracing
 	// AsyncCommit turns synchronous_commit off for this service's sessions.
 	// Only for writes that a retry can always redo (ingest's receipts).
 	AsyncCommit bool
 }
 
-// LoadCommon reads the shared variables into l.
+// DefaultHealthPort is where a worker serves /health, /ready and /metrics
+// when HEALTH_PORT is unset (HEALTH_PORT=0 turns the server off).
+const DefaultHealthPort = 8081
+
+// DefaultMetricsPort is ingest's private metrics port (METRICS_PORT).
+const DefaultMetricsPort = 9090
+
+// Ports are a service's default private ports; 0 = off unless set.
+type Ports struct {
+	Health  int // HEALTH_PORT's default
+	Metrics int // METRICS_PORT's default; 0 = the service does not read METRICS_PORT
+}
+
+// LoadCommon reads the shared variables into l, for a worker: HEALTH_PORT
+// defaults to DefaultHealthPort.
 func LoadCommon(l *config.Loader, service string) Common {
+	return LoadCommonWith(l, service, Ports{Health: DefaultHealthPort})
+}
+
+// LoadCommonWith reads the shared variables with the service's own default
+// ports (ingest: no HEALTH_PORT by default, METRICS_PORT 9090).
+func LoadCommonWith(l *config.Loader, service string, ports Ports) Common {
 	c := Common{Service: service}
 	c.DatabaseURL = l.Required("DATABASE_URL", "DB_URL")
 	c.NATSURL = l.Required("NATS_URL")
 	c.LogLevel = l.String("LOG_LEVEL", "info")
 	l.Check(logging.ValidLevel(c.LogLevel), "LOG_LEVEL must be one of trace, debug, info, warn, error")
-	c.HealthPort = l.Int("HEALTH_PORT", 0, 0, 65535)
+	c.HealthPort = l.Int("HEALTH_PORT", ports.Health, 0, 65535)
+	if ports.Metrics > 0 {
+		c.MetricsPort = l.Int("METRICS_PORT", ports.Metrics, 0, 65535)
+		l.Check(c.MetricsPort == 0 || c.MetricsPort != c.HealthPort, "METRICS_PORT and HEALTH_PORT must differ")
+	}
+	c.NATS = messaging.NATSAuth{
+		Creds: l.File("NATS_CREDS"), NKeySeed: l.File("NATS_NKEY_SEED"),
+		TLSCA: l.File("NATS_TLS_CA"), TLSCert: l.File("NATS_TLS_CERT"), TLSKey: l.File("NATS_TLS_KEY"),
+	}
+	for _, p := range c.NATS.Problems() {
+		l.Check(false, "%s", p)
+	}
+	c.Tracing = LoadTracing(l)
 	c.DBMaxConns = l.Int("DB_MAX_CONNS", 8, 1, 1000)
 	def := messaging.DefaultStreamSettings()
 	c.Stream = messaging.StreamSettings{
@@ -67,6 +110,8 @@ func LoadCommon(l *config.Loader, service string) Common {
 		Duplicates: l.Duration("STREAM_DUPLICATE_WINDOW", def.Duplicates),
 		Replicas:   l.Int("STREAM_REPLICAS", 1, 1, 5),
 	}
+	c.ConsumerReplicas = l.Int("CONSUMER_REPLICAS", 0, 0, 5)
+	l.Check(c.ConsumerReplicas <= c.Stream.Replicas, "CONSUMER_REPLICAS must not exceed STREAM_REPLICAS")
 	l.Check(c.Stream.MaxAge > 0 && c.Stream.Duplicates > 0 && c.Stream.Duplicates <= c.Stream.MaxAge,
 		"STREAM_MAX_AGE and STREAM_DUPLICATE_WINDOW must be positive, the window no longer than the age")
 	return c
@@ -83,16 +128,25 @@ type Deps struct {
 	Router   *messaging.Router
 	Registry *prometheus.Registry
 
-	consumers bool
-	servers   []*http.Server
+	consumers        bool
+	servers          []*http.Server
+	consumerReplicas int
 }
 
 // Connect dials NATS and Postgres, provisions the stream and migrates.
 func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
-	d := &Deps{Service: c.Service, Log: log, Registry: prometheus.NewRegistry()}
+	d := &Deps{Service: c.Service, Log: log, Registry: prometheus.NewRegistry(), consumerReplicas: c.ConsumerReplicas}
+	if d.consumerReplicas == 0 {
+		// Set on purpose on every durable consumer: a consumer is as
+		// available as the stream it reads.
+		d.consumerReplicas = max(c.Stream.Replicas, 1)
+	}
 	d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var err error
-	if d.NC, err = messaging.Connect(c.NATSURL, "leadflow-"+c.Service, log); err != nil {
+	auth, err := c.NATS.Options()
+	if err != nil {
+		return nil, err
+	}
+	if d.NC, err = messaging.Connect(c.NATSURL, "leadflow-"+c.Service, log, auth...); err != nil {
 		return nil, fmt.Errorf("connect NATS: %w", err)
 	}
 	if d.JS, err = jetstream.New(d.NC); err != nil {
@@ -122,6 +176,7 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		return nil, err
 	}
 	d.Router.Instrument(d.Registry)
+	d.Registry.MustRegister(messaging.NewStatsCollector(d.JS, c.Service), store.NewPoolCollector(d.Pool))
 	d.Router.OnDeadLetter = d.markRunFailed
 	return d, nil
 }
@@ -138,7 +193,7 @@ func (d *Deps) markRunFailed(dl events.DeadLetter) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := runs.Record(ctx, d.Pool, failed, runs.Outcome{
-		Stage: runs.StageFailed, Outcome: "dead_letter", Error: dl.Reason,
+		Stage: runs.StageFailed, Outcome: "dead_letter", Error: dl.Reason, TraceID: dl.TraceID,
 		Detail: map[string]any{"stage": dl.Stage, "deliveries": dl.Deliveries},
 	})
 	if err != nil {
@@ -149,6 +204,9 @@ func (d *Deps) markRunFailed(dl events.DeadLetter) {
 // Consume registers a handler on the router (and marks the router to run).
 func (d *Deps) Consume(ctx context.Context, spec messaging.ConsumerSpec, h messaging.HandlerFunc, opts ...messaging.HandleOption) error {
 	d.consumers = true
+	if spec.Replicas == 0 {
+		spec.Replicas = d.consumerReplicas
+	}
 	return d.Router.Handle(ctx, spec, h, opts...)
 }
 
@@ -217,6 +275,12 @@ func Serve(c Common, setup Setup) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	flush, err := setupProcessTracing(ctx, c)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start tracing")
+		return 1
+	}
+	defer flush()
 	return RunContext(ctx, c, log, setup)
 }
 
@@ -242,10 +306,12 @@ func RunContext(ctx context.Context, c Common, log zerolog.Logger, setup Setup) 
 		log.Error().Err(err).Msg("cannot start")
 		return 1
 	}
-	if c.HealthPort > 0 {
-		r := chi.NewRouter()
-		d.HealthRoutes(r)
-		d.AddServer(fmt.Sprintf(":%d", c.HealthPort), r)
+	for _, port := range []int{c.HealthPort, c.MetricsPort} {
+		if port > 0 {
+			r := chi.NewRouter()
+			d.HealthRoutes(r)
+			d.AddServer(fmt.Sprintf(":%d", port), r)
+		}
 	}
 	return d.run(ctx)
 }
@@ -326,9 +392,13 @@ func (d described[C]) Build(l *config.Loader) (Common, Setup, error) {
 	return d.common(cfg), d.setup(cfg), nil
 }
 
-// Main is a service process: configuration from the environment (exit 2
-// naming every problem), then Serve.
+// Main is a service process: --version prints the build and exits 0;
+// otherwise configuration from the environment (exit 2 naming every
+// problem), then Serve.
 func Main(s Service) int {
+	if buildinfo.PrintIfAsked(s.Name(), os.Args[1:], os.Stdout) {
+		return 0
+	}
 	common, setup, err := s.Build(config.New())
 	if err != nil {
 		return ExitOnConfigError(s.Name(), err)

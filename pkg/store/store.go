@@ -37,6 +37,7 @@ func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool) (*p
 		cfg.MaxConns = maxConns
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	cfg.ConnConfig.Tracer = queryTracer{} // spans inside a trace (tracing.go)
 	if asyncCommit {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}

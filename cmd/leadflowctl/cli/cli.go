@@ -18,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
+	"github.com/leadflow/leadflow/pkg/buildinfo"
 	"github.com/leadflow/leadflow/pkg/ops"
 	"github.com/leadflow/leadflow/pkg/store"
 )
@@ -95,11 +97,14 @@ func (a *app) root() *cobra.Command {
 
 It talks to the same NATS JetStream stream (LEADS) and Postgres database as the
 services. Connection settings come from --nats/--db or the NATS_URL and
-DATABASE_URL (alias DB_URL) environment variables. Personal data is masked in
+DATABASE_URL (alias DB_URL) environment variables; NATS_CREDS, NATS_NKEY_SEED
+and NATS_TLS_CA/CERT/KEY as for the services. Personal data is masked in
 every output unless a command says otherwise.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Get().Version,
 	}
+	root.SetVersionTemplate(buildinfo.String("leadflowctl") + "\n")
 	// Defaults come from the environment at run time, not as flag defaults:
 	// --help must never print a URL that may hold a password.
 	root.PersistentFlags().StringVar(&a.natsURL, "nats", "", "NATS server URL(s), comma-separated (default: env NATS_URL)")
@@ -130,7 +135,12 @@ func (a *app) ops(ctx context.Context, needNATS, needDB bool) (*ops.Ops, error) 
 			return nil, usageError{errors.New("NATS URL missing: pass --nats or set NATS_URL")}
 		}
 		if a.nc == nil {
-			nc, err := nats.Connect(a.natsURL, nats.Name("leadflowctl"), nats.Timeout(a.timeout))
+			// The services' authentication and TLS files (NATS_CREDS, NATS_NKEY_SEED, NATS_TLS_*).
+			auth, err := messaging.NATSAuthFromEnv(a.io.Getenv).Options()
+			if err != nil {
+				return nil, usageError{err}
+			}
+			nc, err := nats.Connect(a.natsURL, append([]nats.Option{nats.Name("leadflowctl"), nats.Timeout(a.timeout)}, auth...)...)
 			if err != nil {
 				return nil, fmt.Errorf("connect NATS: %w", err)
 			}

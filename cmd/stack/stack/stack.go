@@ -14,10 +14,12 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/leadflow/leadflow/pkg/backbone/embedded"
 	"github.com/leadflow/leadflow/pkg/config"
@@ -83,6 +85,14 @@ type Options struct {
 	NATSDir string
 	// Log receives every service's JSON logs; nil = os.Stderr.
 	Log io.Writer
+	// Replicas runs this many instances of every service (default 1), each
+	// with its own connections, like separate processes. Ingest's extra
+	// instances listen on free ports (IngestURLs).
+	Replicas int
+	// HealthPorts gives every instance its own free HEALTH_PORT (and ingest
+	// its METRICS_PORT), listed by MetricsURLs. Otherwise both are 0 (off):
+	// instances in one process cannot share a port.
+	HealthPorts bool
 }
 
 // Stack is a running product.
@@ -91,12 +101,16 @@ type Stack struct {
 	Sims      *sim.Sims // nil when every upstream is real
 	NATS      *embedded.NATS
 	IngestURL string
+	// IngestURLs lists every ingest instance (IngestURL first).
+	IngestURLs []string
 
-	log      io.Writer
-	mu       sync.Mutex
-	services map[string]*running
-	tmpDir   string
-	exited   chan string
+	log         io.Writer
+	replicas    int
+	healthPorts bool
+	mu          sync.Mutex
+	services    map[string][]*running
+	tmpDir      string
+	exited      chan string
 }
 
 // Exited receives the name of a service that stopped on its own (it could
@@ -104,8 +118,11 @@ type Stack struct {
 func (s *Stack) Exited() <-chan string { return s.exited }
 
 type running struct {
-	cancel context.CancelFunc
-	done   chan int
+	instance   string
+	cancel     context.CancelFunc
+	done       chan int
+	registry   prometheus.Gatherer
+	metricsURL string // "" without HealthPorts
 }
 
 // Start brings everything up and returns once ingest answers.
@@ -114,7 +131,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	for k, v := range o.Env {
 		env[k] = v
 	}
-	s := &Stack{Env: env, log: o.Log, services: map[string]*running{}, exited: make(chan string, len(Services))}
+	s := &Stack{Env: env, log: o.Log, replicas: max(o.Replicas, 1), healthPorts: o.HealthPorts,
+		services: map[string][]*running{}}
+	s.exited = make(chan string, len(Services)*s.replicas)
 	if s.log == nil {
 		s.log = os.Stderr
 	}
@@ -145,9 +164,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
-	// Four services in one process cannot share one health port; ingest
-	// serves /health, /ready and /metrics on its public port anyway.
-	delete(env, "HEALTH_PORT")
+	// Services in one process cannot share a port: HEALTH_PORT and
+	// METRICS_PORT are off here (or free ports per instance, HealthPorts);
+	// ingest serves /health, /ready and /metrics on its public port anyway.
+	env["HEALTH_PORT"], env["METRICS_PORT"] = "0", "0"
 	def(env, "WEBHOOK_SECRET", "local-webhook-secret")
 	def(env, "API_KEYS", "local-api-key")
 	def(env, "LOG_LEVEL", "info")
@@ -160,15 +180,26 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		env["PORT"] = strconv.Itoa(port)
 	}
 	s.IngestURL = "http://127.0.0.1:" + env["PORT"]
+	s.IngestURLs = []string{s.IngestURL}
+	for i := 1; i < s.replicas; i++ {
+		port, err := FreePort()
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+		s.IngestURLs = append(s.IngestURLs, "http://127.0.0.1:"+strconv.Itoa(port))
+	}
 	for _, name := range Services {
 		if err := s.StartService(name); err != nil {
 			s.Stop()
 			return nil, err
 		}
 	}
-	if err := waitHTTP(ctx, s.IngestURL+"/health"); err != nil {
-		s.Stop()
-		return nil, err
+	for _, u := range s.IngestURLs {
+		if err := waitHTTP(ctx, u+"/health"); err != nil {
+			s.Stop()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -210,20 +241,70 @@ func (s *Stack) startSims(cfg sim.Config) error {
 	return nil
 }
 
-// StartService starts (or restarts) one service in this process.
+// StartService starts (or restarts) every instance of one service in this
+// process.
 func (s *Stack) StartService(name string) error {
 	svc, ok := services[name]
 	if !ok {
 		return fmt.Errorf("unknown service %q", name)
 	}
-	common, setup, err := svc.Build(config.FromMap(s.Env))
+	for i := 0; i < s.replicas; i++ {
+		r, err := s.startInstance(svc, name, i)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.services[name] = append(s.services[name], r)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// instanceEnv is the service's environment for instance i: the shared
+// environment plus its own ports.
+func (s *Stack) instanceEnv(name string, i int) (map[string]string, string, error) {
+	env := make(map[string]string, len(s.Env)+3)
+	for k, v := range s.Env {
+		env[k] = v
+	}
+	if name == "ingest" && i > 0 {
+		u, _ := url.Parse(s.IngestURLs[i])
+		env["PORT"] = u.Port()
+	}
+	metricsURL := ""
+	if s.healthPorts {
+		key := "HEALTH_PORT"
+		if name == "ingest" {
+			key = "METRICS_PORT"
+		}
+		port, err := FreePort()
+		if err != nil {
+			return nil, "", err
+		}
+		env[key] = strconv.Itoa(port)
+		metricsURL = "http://127.0.0.1:" + env[key] + "/metrics"
+	}
+	return env, metricsURL, nil
+}
+
+func (s *Stack) startInstance(svc platform.Service, name string, i int) (*running, error) {
+	instance := name
+	if i > 0 {
+		instance = fmt.Sprintf("%s-%d", name, i+1)
+	}
+	env, metricsURL, err := s.instanceEnv(name, i)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return nil, err
+	}
+	common, setup, err := svc.Build(config.FromMap(env))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", instance, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan int, 1)}
+	r := &running{instance: instance, cancel: cancel, done: make(chan int, 1), metricsURL: metricsURL}
 	started := make(chan struct{})
 	wrapped := func(ctx context.Context, d *platform.Deps) error {
+		r.registry = d.Registry
 		err := setup(ctx, d)
 		close(started)
 		return err
@@ -231,7 +312,7 @@ func (s *Stack) StartService(name string) error {
 	go func() {
 		code := platform.RunContext(ctx, common, logging.New(name, common.LogLevel, s.log), wrapped)
 		if ctx.Err() == nil {
-			s.exited <- name
+			s.exited <- instance
 		}
 		r.done <- code
 	}()
@@ -239,28 +320,66 @@ func (s *Stack) StartService(name string) error {
 	case <-started:
 	case code := <-r.done:
 		cancel()
-		return fmt.Errorf("%s exited with %d while starting", name, code)
+		return nil, fmt.Errorf("%s exited with %d while starting", instance, code)
 	case <-time.After(30 * time.Second):
 		cancel()
-		return fmt.Errorf("%s did not start", name)
+		return nil, fmt.Errorf("%s did not start", instance)
 	}
-	s.mu.Lock()
-	s.services[name] = r
-	s.mu.Unlock()
-	return nil
+	if metricsURL != "" {
+		if err := waitHTTP(context.Background(), strings.TrimSuffix(metricsURL, "/metrics")+"/health"); err != nil {
+			cancel()
+			<-r.done
+			return nil, fmt.Errorf("%s: %w", instance, err)
+		}
+	}
+	return r, nil
 }
 
-// StopService stops one service gracefully and returns its exit code.
+// StopService stops every instance of one service gracefully and returns
+// the worst exit code.
 func (s *Stack) StopService(name string) int {
 	s.mu.Lock()
-	r := s.services[name]
+	rs := s.services[name]
 	delete(s.services, name)
 	s.mu.Unlock()
-	if r == nil {
-		return 0
+	code := 0
+	for _, r := range rs {
+		r.cancel()
 	}
-	r.cancel()
-	return <-r.done
+	for _, r := range rs {
+		code = max(code, <-r.done)
+	}
+	return code
+}
+
+// Gatherers returns each running instance's metrics registry, by instance
+// name ("resolver", "resolver-2", ...).
+func (s *Stack) Gatherers() map[string]prometheus.Gatherer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]prometheus.Gatherer{}
+	for _, rs := range s.services {
+		for _, r := range rs {
+			out[r.instance] = r.registry
+		}
+	}
+	return out
+}
+
+// MetricsURLs returns each running instance's private /metrics URL (with
+// Options.HealthPorts), by instance name.
+func (s *Stack) MetricsURLs() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for _, rs := range s.services {
+		for _, r := range rs {
+			if r.metricsURL != "" {
+				out[r.instance] = r.metricsURL
+			}
+		}
+	}
+	return out
 }
 
 // Stop stops the services, the simulators and the embedded NATS server.

@@ -97,6 +97,10 @@ type Envelope struct {
 	Refresh       bool            `json:"refresh,omitempty"` // replay: pay for fresh Work API data
 	Notify        bool            `json:"notify,omitempty"`  // replay: post the message again
 	Data          json.RawMessage `json:"data"`
+
+	// RunStartedAt is the occurred_at of the run's lead.received, carried
+	// by every later event of the run (end-to-end latency without a look-up).
+	RunStartedAt time.Time `json:"run_started_at,omitzero"`
 }
 
 // ShouldNotify: live runs always notify; replays only when asked.
@@ -197,6 +201,9 @@ type DeadLetter struct {
 	LeadID          string          `json:"lead_id,omitempty"`
 	Event           json.RawMessage `json:"event,omitempty"`      // original payload when it was JSON
 	RawBase64       string          `json:"raw_base64,omitempty"` // original payload otherwise
+
+	// TraceID is the W3C trace id of the failed delivery, when traced.
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // ID derives a deterministic 32-hex id from non-personal parts.
@@ -224,12 +231,22 @@ func New(eventType string, parent *Envelope, data any) (Envelope, error) {
 		RunID:         parent.RunID,
 		CorrelationID: parent.CorrelationID,
 		OccurredAt:    time.Now().UTC(),
+		RunStartedAt:  parent.RunStart(),
 		Source:        parent.Source,
 		ReplayID:      parent.ReplayID,
 		Refresh:       parent.Refresh,
 		Notify:        parent.Notify,
 		Data:          raw,
 	}, nil
+}
+
+// RunStart is when the event's run began: its lead.received's occurred_at
+// (zero when unknown, e.g. events stored before run_started_at existed).
+func (e Envelope) RunStart() time.Time {
+	if e.Type == TypeReceived {
+		return e.OccurredAt
+	}
+	return e.RunStartedAt
 }
 
 // NewReceived starts a run. runKey must identify the trigger without

@@ -53,6 +53,7 @@ func publishDeadLetter(pub *Publisher, stage, subject string, m *message.Message
 		Reason:          reason,
 		FailedAt:        time.Now().UTC(),
 		Deliveries:      deliveries,
+		TraceID:         traceIDOf(m),
 	}
 	if json.Valid(m.Payload) {
 		dl.Event = json.RawMessage(m.Payload)
@@ -71,6 +72,7 @@ func publishDeadLetter(pub *Publisher, stage, subject string, m *message.Message
 	}
 	out := message.NewMessage("dlq:"+events.ID(stage, m.UUID), payload)
 	middleware.SetCorrelationID(middleware.MessageCorrelationID(m), out)
+	continueTrace(m, out)
 	out.Metadata.Set(MetaEventType, events.TypeDeadLetter)
 	out.Metadata.Set("lf_stage", stage)
 	return dl, pub.PublishMessage(events.SubjectDeadLetter, out)

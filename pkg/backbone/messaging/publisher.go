@@ -62,10 +62,12 @@ func (p *Publisher) Publish(ctx context.Context, env events.Envelope) error {
 		return failure.Permanent("publish", err)
 	}
 	msg := message.NewMessage(env.MsgID(), payload)
-	msg.SetContext(ctx)
 	middleware.SetCorrelationID(env.CorrelationID, msg)
 	msg.Metadata.Set(MetaEventType, env.Type)
-	return p.PublishMessage(subject, msg)
+	end := tracePublish(ctx, subject, msg) // span, traceparent header (tracing.go)
+	err = p.PublishMessage(subject, msg)
+	end(err)
+	return err
 }
 
 // PublishStored publishes a ready watermill message in the same wire format

@@ -111,7 +111,7 @@ func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handl
 		return nil, h(msg.Context(), msg)
 	}
 	fn := panicsArePermanent(middleware.Recoverer(inner), r.log)
-	fn = r.waitNotFail(durable)(fn)
+	fn = r.waitNotFail(durable, spec.AckWait*9/10)(fn)
 	fn = exhaustion(spec.MaxDeliver)(fn)
 	fn = r.observe(spec, durable, o)(fn)
 	poison, err := middleware.PoisonQueueWithFilter(deadLetterPublisher{pub: r.pub, stage: durable, onDead: r.OnDeadLetter}, events.SubjectDeadLetter,
@@ -122,6 +122,7 @@ func (r *Router) chain(spec ConsumerSpec, durable string, h HandlerFunc, o handl
 	fn = poison(fn)
 	fn = deadline(spec.MaxHold)(fn)
 	fn = correlation(fn)
+	fn = r.telemetry(spec, durable)(fn) // trace span per delivery (tracing.go)
 	return func(msg *message.Message) error {
 		_, err := fn(msg)
 		return err
@@ -173,13 +174,21 @@ func (r *Router) observe(spec ConsumerSpec, durable string, o handleOptions) mes
 // waitNotFail runs the handler again after a pause while its error is a
 // wait (failure.ShouldWait), until it succeeds, fails for real, or the
 // delivery's deadline (MaxHold) ends. The subscriber keeps the message in
-// progress meanwhile, so waiting spends no delivery.
-func (r *Router) waitNotFail(durable string) message.HandlerMiddleware {
+// progress meanwhile, so waiting spends no delivery. Each try has its own
+// deadline (attempt, 90 % of the ack wait): a try stuck on I/O ends and is
+// judged, while the waits between tries may be long.
+func (r *Router) waitNotFail(durable string, attempt time.Duration) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
+			base := msg.Context()
+			defer msg.SetContext(base)
 			pause := time.Second
 			for {
+				actx, cancel := context.WithTimeout(base, attempt)
+				msg.SetContext(actx)
 				out, err := h(msg)
+				cancel()
+				msg.SetContext(base)
 				if !failure.ShouldWait(err) {
 					return out, err
 				}
@@ -191,12 +200,12 @@ func (r *Router) waitNotFail(durable string) message.HandlerMiddleware {
 				}
 				wait = min(wait, 5*time.Minute)
 				r.metrics.waits.WithLabelValues(durable, failure.KindOf(err).String()).Inc()
-				log := logging.Ctx(msg.Context(), r.log)
+				log := logging.Ctx(base, r.log)
 				log.Info().Str("consumer", durable).Str("msg_id", msg.UUID).
 					Dur("wait", wait).Str("error_kind", failure.KindOf(err).String()).Msg("waiting, not failing: the message stays in progress")
 				t := time.NewTimer(wait)
 				select {
-				case <-msg.Context().Done():
+				case <-base.Done():
 					t.Stop()
 					return out, err
 				case <-t.C:
@@ -253,14 +262,16 @@ func deadline(maxHold time.Duration) message.HandlerMiddleware {
 	}
 }
 
-// correlation puts the message's correlation id into its context for logs.
+// correlation puts the message's correlation id (for logs) and its
+// delivery count (Redelivered) into its context.
 func correlation(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		id := middleware.MessageCorrelationID(msg)
 		if id == "" {
 			id = msg.UUID
 		}
-		msg.SetContext(logging.WithCorrelationID(msg.Context(), id))
+		ctx := logging.WithCorrelationID(msg.Context(), id)
+		msg.SetContext(WithDelivery(ctx, deliveryOf(msg.Metadata.Get(MetaDelivered))))
 		return h(msg)
 	}
 }

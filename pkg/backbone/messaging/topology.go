@@ -19,17 +19,18 @@ import (
 )
 
 // Connect dials NATS (comma-separated URLs) and keeps reconnecting forever:
-// a broker restart must not kill a service.
-func Connect(urls, name string, log zerolog.Logger) (*nats.Conn, error) {
-	return nats.Connect(urls,
+// a broker restart must not kill a service. extra carries authentication
+// and TLS (NATSAuth.Options).
+func Connect(urls, name string, log zerolog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect(urls, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectWait(500 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn().Err(err).Msg("nats disconnected")
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info().Msg("nats reconnected") }),
-	)
+	}, extra...)...)
 }
 
 // StreamSettings are the stream's retention choices.
@@ -95,7 +96,8 @@ type ConsumerSpec struct {
 	// progress (waiting for a rate budget, credits or a slow upstream);
 	// past it the message is no longer kept alive and comes back after the
 	// ack wait, as from a hung or dead process.
-	MaxHold time.Duration
+	MaxHold  time.Duration
+	Replicas int // consumer replicas; 0 = as the stream (CONSUMER_REPLICAS)
 }
 
 // DefaultConsumerSpec returns the settings every stage starts from.
@@ -165,6 +167,7 @@ func consumerConfig(spec ConsumerSpec) jetstream.ConsumerConfig {
 		BackOff:       spec.BackOff,
 		MaxAckPending: spec.MaxAckPending,
 		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+		Replicas:      spec.Replicas,
 	}
 }
 

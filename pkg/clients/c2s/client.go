@@ -3,12 +3,10 @@
 package c2s
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 
@@ -56,7 +54,7 @@ func New(cfg Config) (*Client, error) {
 	if p.IsZero() {
 		p = httpx.C2SPolicy()
 	}
-	o := cfg.Options
+	o := withTokenCounter(cfg.Options)
 	o.Secrets = append(append([]string(nil), o.Secrets...), cfg.Token)
 	if o.UnsentStatuses == nil {
 		// c2s/API.md: a 5xx after create_message was sent leaves the
@@ -101,47 +99,16 @@ func LeadFromBody(op string, body []byte) (*Lead, error) {
 // (connection refused, 429). A timeout, a dropped connection or a 5xx after
 // the request was sent is failure.KindUncertain: the message may be there.
 func (c *Client) CreateMessage(ctx context.Context, leadID, body string) error {
-	const op = "c2s.create_message"
-	if !lead.ValidID(leadID) {
-		return failure.Permanent(op, ErrBadLeadID)
-	}
-	payload, err := json.Marshal(struct {
-		LeadID string `json:"leadId"`
-		Body   string `json:"body"`
-	}{leadID, body})
-	if err != nil {
-		return failure.Permanent(op, err)
-	}
-	_, err = c.caller.Do(ctx, op, c.request(http.MethodPost, "/integration/leads/"+leadID+"/create_message", payload))
-	return err
+	return write(ctx, c.caller, "c2s.create_message", leadID, c.request, http.MethodPost, "/integration/leads/"+leadID+"/create_message",
+		struct {
+			LeadID string `json:"leadId"`
+			Body   string `json:"body"`
+		}{leadID, body})
 }
 
 // UpdateLead PATCHes attributes as {"data":{"type":"lead","attributes":...}}.
 func (c *Client) UpdateLead(ctx context.Context, id string, attrs map[string]any) error {
-	const op = "c2s.update_lead"
-	if !lead.ValidID(id) {
-		return failure.Permanent(op, ErrBadLeadID)
-	}
-	payload, err := UpdateBody(attrs)
-	if err != nil {
-		return failure.Permanent(op, err)
-	}
-	_, err = c.caller.Do(ctx, op, c.request(http.MethodPatch, "/integration/leads/"+id, payload))
-	return err
-}
-
-// UpdateBody renders the JSON:API update document.
-func UpdateBody(attrs map[string]any) ([]byte, error) {
-	if attrs == nil {
-		attrs = map[string]any{}
-	}
-	type data struct {
-		Type       string         `json:"type"`
-		Attributes map[string]any `json:"attributes"`
-	}
-	return json.Marshal(struct {
-		Data data `json:"data"`
-	}{data{"lead", attrs}})
+	return write(ctx, c.caller, "c2s.update_lead", id, c.request, http.MethodPatch, "/integration/leads/"+id, updateDoc(attrs))
 }
 
 // Subscribe registers hookURL for one action. hookURL carries the webhook
@@ -186,21 +153,5 @@ func (c *Client) hook(ctx context.Context, op, path, hookURL, action string) err
 var ErrBadLeadID = errors.New("invalid lead id")
 
 func (c *Client) request(method, path string, body []byte) func(context.Context) (*http.Request, error) {
-	return func(ctx context.Context) (*http.Request, error) {
-		var r io.Reader
-		if body != nil {
-			r = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+c.token)
-		req.Header.Set("Authentication", "Bearer "+c.token)
-		req.Header.Set("Accept", "application/json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		return req, nil
-	}
+	return newRequest(c.base, c.token, method, path, body)
 }

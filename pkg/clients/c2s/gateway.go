@@ -4,11 +4,8 @@
 package c2s
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
@@ -43,7 +40,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if p.IsZero() {
 		p = httpx.GatewayPolicy()
 	}
-	return &Gateway{base: base, caller: httpx.New("c2s_gateway", cfg.HTTPClient, p, cfg.Options)}, nil
+	return &Gateway{base: base, caller: httpx.New("c2s_gateway", cfg.HTTPClient, p, withTokenCounter(cfg.Options))}, nil
 }
 
 // Caller exposes the resilience layer (breaker state, policy).
@@ -75,47 +72,16 @@ func (c *Gateway) GetLead(ctx context.Context, id string) (*Lead, error) {
 // failure.KindUncertain (the message may be there); a refused connection,
 // an open breaker or a 503 (answered before forwarding) is transient.
 func (c *Gateway) AddMessage(ctx context.Context, leadID, text string) error {
-	const op = "gateway.add_message"
-	if !lead.ValidID(leadID) {
-		return failure.Permanent(op, ErrBadLeadID)
-	}
-	payload, err := json.Marshal(map[string]string{"message": text})
-	if err != nil {
-		return failure.Permanent(op, err)
-	}
-	_, err = c.caller.Do(ctx, op, c.request(http.MethodPost, "/leads/"+leadID+"/messages", payload))
-	return err
+	return write(ctx, c.caller, "gateway.add_message", leadID, c.request, http.MethodPost, "/leads/"+leadID+"/messages",
+		map[string]string{"message": text})
 }
 
 // UpdateLead PATCHes the same JSON:API document as direct C2S; the gateway
 // passes it through.
 func (c *Gateway) UpdateLead(ctx context.Context, id string, attrs map[string]any) error {
-	const op = "gateway.update_lead"
-	if !lead.ValidID(id) {
-		return failure.Permanent(op, ErrBadLeadID)
-	}
-	payload, err := UpdateBody(attrs)
-	if err != nil {
-		return failure.Permanent(op, err)
-	}
-	_, err = c.caller.Do(ctx, op, c.request(http.MethodPatch, "/leads/"+id, payload))
-	return err
+	return write(ctx, c.caller, "gateway.update_lead", id, c.request, http.MethodPatch, "/leads/"+id, updateDoc(attrs))
 }
 
 func (c *Gateway) request(method, path string, body []byte) func(context.Context) (*http.Request, error) {
-	return func(ctx context.Context) (*http.Request, error) {
-		var r io.Reader
-		if body != nil {
-			r = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Accept", "application/json")
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		return req, nil
-	}
+	return newRequest(c.base, "", method, path, body)
 }

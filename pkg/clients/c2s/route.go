@@ -95,6 +95,11 @@ func NewRoute(direct *Client, gw *Gateway, o RouteOptions) (*Route, error) {
 	if o.Logger != nil {
 		p.log = o.Logger.With().Str("component", "c2sport").Logger()
 	}
+	for _, op := range []string{"get_lead", "post_message", "update_lead"} {
+		if gw != nil {
+			p.fallbacks.WithLabelValues(op) // at zero, so increase() sees the first
+		}
+	}
 	return p, nil
 }
 
@@ -171,7 +176,9 @@ func (p *Route) fallback(ctx context.Context, op, leadID string, err error, kind
 		return false
 	}
 	p.fallbacks.WithLabelValues(op).Inc()
-	p.log.Warn().Str("op", op).Str("lead_id", leadID).
+	// Lead ids are opaque C2S ids, not personal data; err carries only op,
+	// kind and HTTP status (httpx never puts bodies or URLs with data in it).
+	p.log.Warn().Ctx(ctx).Str("op", op).Str("lead_id", leadID).
 		Int("gateway_status", httpx.StatusOf(err)).
 		Bool("breaker_open", errors.Is(err, httpx.ErrBreakerOpen)).
 		Str("error_kind", k.String()).

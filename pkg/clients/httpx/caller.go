@@ -31,8 +31,9 @@ var (
 	// (failure.ErrUnavailable): stages wait for the upstream to come back
 	// instead of spending the message's deliveries.
 	ErrBreakerOpen = fmt.Errorf("circuit breaker open: %w", failure.ErrUnavailable)
-	// ErrLocalRate is wrapped (as RateLimited) when our own limiter cannot
-	// grant a slot before the caller's deadline.
+	// ErrLocalRate is wrapped (as RateLimited) when our own limiter (the
+	// process-local one or the shared Options.Limiter) cannot grant a slot
+	// before the caller's deadline.
 	ErrLocalRate = errors.New("local rate limit")
 )
 
@@ -58,6 +59,16 @@ type Options struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Now is the clock for the rate limiter and HTTP-date Retry-After.
 	Now func() time.Time
+	// Limiter, when set, is the rate budget every attempt draws from instead
+	// of the process-local limiter built from Policy.Rate and Policy.Burst
+	// (typically the credential's budget shared by all processes). An
+	// upstream 429 then penalizes it by the Retry-After and the call is
+	// retried once the budget allows, whatever the method and however long
+	// the wait, unless ctx's deadline comes first.
+	Limiter Limiter
+	// MaxThrottled bounds the 429 answers one call absorbs with a Limiter;
+	// they do not use Policy.MaxRetries. 0 = DefaultMaxThrottled.
+	MaxThrottled int
 	// Jitter picks the backoff in [0, max]; default is uniform (full jitter).
 	Jitter   func(max time.Duration) time.Duration
 	Classify Classifier // default DefaultClassify
@@ -68,6 +79,9 @@ type Options struct {
 	// DefaultUnsentStatuses. Any other failed answer to a POST after it was
 	// sent makes its outcome uncertain (failure.KindUncertain).
 	UnsentStatuses []int
+	// Unauthorized, when set, counts calls the upstream refused for the
+	// credentials (401/403), e.g. leadflow_c2s_token_invalid_total.
+	Unauthorized prometheus.Counter
 }
 
 // DefaultUnsentStatuses: 429 (rate limited before acting) and 503 (refused
@@ -89,7 +103,10 @@ type Caller struct {
 	limiter  *rate.Limiter
 	sem      *semaphore.Weighted
 	breaker  *gobreaker.CircuitBreaker[*Response]
+	shared   Limiter // replaces limiter when set
+	maxThrot int
 	m        *metrics
+	unauth   prometheus.Counter
 }
 
 // New builds a Caller. client nil = a client with sane transport defaults.
@@ -107,6 +124,7 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 		classify: o.Classify,
 		unsent:   o.UnsentStatuses,
 		m:        newMetrics(o.Registerer),
+		unauth:   o.Unauthorized,
 	}
 	if c.unsent == nil {
 		c.unsent = DefaultUnsentStatuses
@@ -133,7 +151,11 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 	} else {
 		c.log = zerolog.Nop()
 	}
-	if p.Rate > 0 {
+	c.shared, c.maxThrot = o.Limiter, o.MaxThrottled
+	if c.maxThrot <= 0 {
+		c.maxThrot = DefaultMaxThrottled
+	}
+	if c.shared == nil && p.Rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(p.Rate), max(p.Burst, 1))
 	}
 	if p.MaxConcurrent > 0 {
@@ -160,10 +182,12 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 			IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
 			OnStateChange: func(_ string, from, to gobreaker.State) {
 				c.m.breaker.WithLabelValues(name, to.String()).Inc()
+				c.m.setState(name, to)
 				c.log.Warn().Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker state change")
 			},
 		})
 	}
+	c.m.init(name, c.breaker != nil)
 	return c
 }
 
@@ -223,12 +247,16 @@ var errCallerGone = errors.New("caller context done")
 // request was sent (a timeout, a dropped connection, a 500/502/504) is
 // failure.KindUncertain and is never resent.
 func (c *Caller) Do(ctx context.Context, op string, build func(ctx context.Context) (*http.Request, error)) (*Response, error) {
+	ctx, end := c.traceCall(ctx, op)
 	resp, err := c.do(ctx, op, build)
 	c.m.calls.WithLabelValues(c.name, outcome(err)).Inc()
+	c.observeCall(err)
+	end(resp, err)
 	return resp, err
 }
 
 func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Context) (*http.Request, error)) (*Response, error) {
+	throttles := 0
 	for attempt := 0; ; attempt++ {
 		resp, idempotent, err := c.attempt(ctx, op, build)
 		if err == nil {
@@ -238,6 +266,22 @@ func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Conte
 		if errors.Is(err, ErrBreakerOpen) || errors.Is(err, ErrLocalRate) ||
 			(kind != failure.KindTransient && kind != failure.KindRateLimited) {
 			return resp, err
+		}
+		if c.shared != nil && ctx.Err() == nil && throttled(resp, err) && throttles < c.maxThrot {
+			// Pause everyone who shares the budget; the retry waits for it in
+			// pace(). A 429 was not acted on, so any method may be resent.
+			throttles++
+			d := c.penalty(err, throttles)
+			perr := c.shared.Penalize(ctx, d)
+			if perr == nil {
+				c.m.retries.WithLabelValues(c.name).Inc()
+				c.log.Debug().Str("op", op).Int("throttled", throttles).Dur("pause", d).
+					Msg("upstream throttled: shared budget paused, retrying")
+				attempt-- // not a transient failure: keeps Policy.MaxRetries
+				continue
+			}
+			// Fall back to the Retry-After handling below.
+			c.log.Warn().Err(c.scrub(perr)).Str("op", op).Msg("could not pause the shared rate budget")
 		}
 		if ctx.Err() != nil {
 			return resp, err // the caller gave up: no retry
@@ -262,7 +306,8 @@ func (c *Caller) do(ctx context.Context, op string, build func(ctx context.Conte
 			return resp, err // we would wake up after the caller gave up
 		}
 		c.m.retries.WithLabelValues(c.name).Inc()
-		c.log.Debug().Str("op", op).Int("attempt", attempt+1).Dur("wait", wait).
+		traceRetry(ctx, attempt+1, wait, kind)
+		c.log.Debug().Ctx(ctx).Str("op", op).Int("attempt", attempt+1).Dur("wait", wait).
 			Str("kind", kind.String()).Msg("retrying upstream call")
 		if serr := c.sleep(ctx, wait); serr != nil {
 			return resp, failure.Transient(op, serr)
@@ -308,6 +353,7 @@ func (c *Caller) attempt(ctx context.Context, op string, build func(ctx context.
 			// The caller gave up before anything was sent: not uncertain.
 			return nil, failure.Transient(op, fmt.Errorf("%w: %w", errCallerGone, err))
 		}
+		defer c.timeAttempt(time.Now())
 		hr, err := c.client.Do(req)
 		if err != nil {
 			return nil, c.uncertainUnlessUnsent(idempotent, nil, c.transportError(ctx, op, err))
@@ -334,9 +380,21 @@ func (c *Caller) attempt(ctx context.Context, op string, build func(ctx context.
 	return r, idempotent, err
 }
 
-// pace takes a limiter slot, sleeping through the injected sleeper. A wait
-// that would outlast the caller's deadline is refused up front.
+// pace takes a limiter slot, sleeping through the injected sleeper (or the
+// shared Limiter's own wait). A wait that would outlast the caller's deadline
+// is refused up front; without a deadline any wait is accepted.
 func (c *Caller) pace(ctx context.Context, op string) error {
+	if c.shared != nil {
+		err := c.shared.Wait(ctx)
+		switch {
+		case err == nil:
+			return nil
+		case failure.Is(err, failure.KindRateLimited):
+			return failure.RateLimited(op, failure.RetryAfterOf(err), fmt.Errorf("%w: %w", ErrLocalRate, c.scrub(err)))
+		default:
+			return failure.Transient(op, c.scrub(err))
+		}
+	}
 	if c.limiter == nil {
 		return nil
 	}

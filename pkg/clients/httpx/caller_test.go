@@ -16,6 +16,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // recSleeper records requested waits instead of sleeping.
@@ -211,7 +212,7 @@ func TestBreakerOpensAndHalfOpens(t *testing.T) {
 	if c.BreakerState() != "closed" || hits.Load() != 4 {
 		t.Fatalf("state=%s hits=%d", c.BreakerState(), hits.Load())
 	}
-	if v := counterValue(t, reg, "leadflow_upstream_breaker_transitions_total", map[string]string{"upstream": "test", "state": "open"}); v != 1 {
+	if v := counterValue(t, reg, "leadflow_upstream_breaker_transitions_total", map[string]string{"upstream": "test", "to": "open"}); v != 1 {
 		t.Fatalf("open transitions = %v", v)
 	}
 	if v := counterValue(t, reg, "leadflow_upstream_calls_total", map[string]string{"upstream": "test", "outcome": "breaker_open"}); v != 2 {
@@ -664,5 +665,65 @@ func TestPostNotSentAfterCallerGaveUp(t *testing.T) {
 	})
 	if !failure.Is(err, failure.KindTransient) || hits.Load() != 0 {
 		t.Fatalf("err = %v, hits = %d", err, hits.Load())
+	}
+}
+
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name, upstream string) (float64, bool) {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == upstream {
+				if m.GetHistogram() != nil {
+					return float64(m.GetHistogram().GetSampleCount()), true
+				}
+				return m.GetGauge().GetValue(), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// TestBreakerGaugeAndAttemptHistogram: the breaker's state is exported as a
+// gauge (0 closed, 1 half-open, 2 open), every HTTP attempt is timed, and
+// refused credentials are counted on the counter the client was given.
+func TestBreakerGaugeAndAttemptHistogram(t *testing.T) {
+	var status atomic.Int32
+	status.Store(500)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(int(status.Load())) }))
+	defer srv.Close()
+	p := testPolicy()
+	p.MaxRetries = 0
+	p.BreakerFailures = 2
+	p.BreakerOpenFor = time.Hour
+	reg := prometheus.NewRegistry()
+	unauth := prometheus.NewCounter(prometheus.CounterOpts{Name: "test_unauthorized_total"})
+	o := Options{Registerer: reg, Sleep: (&recSleeper{}).Sleep, Unauthorized: unauth}
+	c := New("test", nil, p, o)
+	if v, ok := gaugeValue(t, reg, "leadflow_upstream_breaker_state", "test"); !ok || v != 0 {
+		t.Fatalf("initial breaker state = %v (exported %v), want 0", v, ok)
+	}
+	if v, ok := gaugeValue(t, reg, "leadflow_upstream_request_seconds", "test"); !ok || v != 0 {
+		t.Fatalf("attempt histogram before any call = %v (exported %v)", v, ok)
+	}
+	for i := 0; i < 2; i++ {
+		_, _ = c.Do(context.Background(), "test.op", get(srv.URL))
+	}
+	if v, _ := gaugeValue(t, reg, "leadflow_upstream_breaker_state", "test"); v != 2 {
+		t.Fatalf("breaker state after 2 failures = %v, want 2 (open)", v)
+	}
+	if v, _ := gaugeValue(t, reg, "leadflow_upstream_request_seconds", "test"); v != 2 {
+		t.Fatalf("attempts timed = %v, want 2", v)
+	}
+	c2 := New("test2", nil, p, o)
+	status.Store(401)
+	if _, err := c2.Do(context.Background(), "test.op", get(srv.URL)); failure.KindOf(err) != failure.KindUnauthorized {
+		t.Fatalf("err = %v", err)
+	}
+	if v := testutil.ToFloat64(unauth); v != 1 {
+		t.Fatalf("unauthorized counted %v times, want 1", v)
 	}
 }

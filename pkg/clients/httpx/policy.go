@@ -37,7 +37,7 @@ func C2SPolicy() Policy {
 		BackoffMax:      10 * time.Second,
 		MaxRetryAfter:   10 * time.Second,
 		Rate:            10.0 / 60.0,
-		Burst:           5,
+		Burst:           2,
 		MaxConcurrent:   4,
 		BreakerFailures: 5,
 		BreakerOpenFor:  30 * time.Second,

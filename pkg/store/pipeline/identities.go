@@ -2,12 +2,14 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/store/runs"
@@ -71,6 +73,27 @@ func (r Identities) SaveResolution(ctx context.Context, env events.Envelope, lea
 	b.Queue(`INSERT INTO pipeline.lead_contacts (lead_id, phone, email) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
 		ON CONFLICT (lead_id) DO UPDATE SET phone = EXCLUDED.phone, email = EXCLUDED.email, updated_at = now()`,
 		env.LeadID, phone, email)
-	runs.QueueRecord(b, env, step)
+	runs.QueueRecord(ctx, b, env, step)
+	if payload, err := json.Marshal(env); err == nil {
+		b.Queue(`INSERT INTO pipeline.run_outcomes (run_id, stage, event) VALUES ($1, 'resolution', $2) ON CONFLICT DO NOTHING`, env.RunID, payload)
+	}
 	return store.Classify("identities.save", r.Pool.SendBatch(ctx, b).Close())
+}
+
+// DecidedResolution returns the resolution event already decided for a
+// run, if any.
+func (r Identities) DecidedResolution(ctx context.Context, runID string) (events.Envelope, bool, error) {
+	var raw []byte
+	err := r.Pool.QueryRow(ctx, `SELECT event FROM pipeline.run_outcomes WHERE run_id = $1 AND stage = 'resolution'`, runID).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return events.Envelope{}, false, nil
+	}
+	if err != nil {
+		return events.Envelope{}, false, store.Classify("identities.decided", err)
+	}
+	var env events.Envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return events.Envelope{}, false, failure.Permanent("identities.decided", err)
+	}
+	return env, true, nil
 }

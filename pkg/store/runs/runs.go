@@ -15,6 +15,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/store"
 )
 
@@ -53,16 +54,16 @@ type Store struct {
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // StartRun records the start of env's run and its first trace step; a
-// repeat is a no-op.
+// repeat is a no-op. The step keeps ctx's trace id.
 func StartRun(ctx context.Context, db DB, env events.Envelope) error {
-	_, err := db.Exec(ctx, startRunSQL, startRunArgs(env)...)
+	_, err := db.Exec(ctx, startRunSQL, startRunArgs(env, messaging.TraceID(ctx))...)
 	return dbErr("runs.start", err)
 }
 
 // QueueStartRun adds StartRun to a batch, for callers that save a round trip
 // by sending it with their own statements.
-func QueueStartRun(b *pgx.Batch, env events.Envelope) {
-	b.Queue(startRunSQL, startRunArgs(env)...)
+func QueueStartRun(ctx context.Context, b *pgx.Batch, env events.Envelope) {
+	b.Queue(startRunSQL, startRunArgs(env, messaging.TraceID(ctx))...)
 }
 
 const startRunSQL = `WITH run AS (
@@ -70,11 +71,12 @@ const startRunSQL = `WITH run AS (
 		VALUES ($1, $2, $3, NULLIF($4, ''), $5) ON CONFLICT (run_id) DO NOTHING
 	)
 	INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, at)
-	VALUES ($6, $1, $2, 'received', $3, jsonb_build_object('replay_id', NULLIF($4, '')), $5)
+	VALUES ($6, $1, $2, 'received', $3, jsonb_build_object('replay_id', NULLIF($4, ''))
+		|| CASE WHEN $7::text <> '' THEN jsonb_build_object('trace_id', $7::text) ELSE '{}'::jsonb END, $5)
 	ON CONFLICT (event_id) DO NOTHING`
 
-func startRunArgs(env events.Envelope) []any {
-	return []any{env.RunID, env.LeadID, string(env.Source), env.ReplayID, env.OccurredAt, env.EventID}
+func startRunArgs(env events.Envelope, traceID string) []any {
+	return []any{env.RunID, env.LeadID, string(env.Source), env.ReplayID, env.OccurredAt, env.EventID, traceID}
 }
 
 // Outcome is one stage's result for the trace.
@@ -85,19 +87,41 @@ type Outcome struct {
 	Error   string
 	// Counts, when set, update the run's totals (enricher).
 	CPFs, Entities *int
+	// TraceID is the W3C trace id of the stage (default: the context's).
+	TraceID string
 }
 
 // Record writes the stage outcome of env and moves the run's status. The
-// event id keys the row, so recording twice changes nothing.
+// event id keys the row, so recording twice changes nothing. The step keeps
+// ctx's trace id unless o has one.
 func Record(ctx context.Context, db DB, env events.Envelope, o Outcome) error {
-	_, err := db.Exec(ctx, recordSQL, recordArgs(env, o)...)
+	_, err := db.Exec(ctx, recordSQL, recordArgs(env, o.traced(ctx))...)
 	return dbErr("runs.record", err)
 }
 
 // QueueRecord adds Record to a batch, so a stage can write its own rows and
 // its trace step in one round trip (and one transaction).
-func QueueRecord(b *pgx.Batch, env events.Envelope, o Outcome) {
-	b.Queue(recordSQL, recordArgs(env, o)...)
+func QueueRecord(ctx context.Context, b *pgx.Batch, env events.Envelope, o Outcome) {
+	b.Queue(recordSQL, recordArgs(env, o.traced(ctx))...)
+}
+
+// traced puts the trace id (o's, else ctx's) into the step's detail, where
+// GET /api/v1/leads/{id} shows it per stage.
+func (o Outcome) traced(ctx context.Context) Outcome {
+	id := o.TraceID
+	if id == "" {
+		id = messaging.TraceID(ctx)
+	}
+	if id == "" {
+		return o
+	}
+	d := make(map[string]any, len(o.Detail)+1)
+	for k, v := range o.Detail {
+		d[k] = v
+	}
+	d["trace_id"] = id
+	o.Detail = d
+	return o
 }
 
 // The run moves only when the stage row is new: a redelivered earlier stage

@@ -46,7 +46,7 @@ func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt, run *events.En
 		VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6) ON CONFLICT (lead_id, updated_key) DO NOTHING`,
 		rc.LeadID, rc.UpdatedKey, rc.Action, rc.Status, rc.EventID, payload)
 	if run != nil {
-		runs.QueueStartRun(b, *run)
+		runs.QueueStartRun(ctx, b, *run)
 	}
 	res := r.Pool.SendBatch(ctx, b)
 	tag, err := res.Exec()

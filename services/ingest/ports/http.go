@@ -23,6 +23,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/ingest/app"
@@ -65,12 +66,15 @@ type Server struct {
 	Health func(chi.Router)
 	// Extra mounts more API-key routes (admin).
 	Extra func(chi.Router)
+	// UI is the operator's console, mounted at /ui (nil: none); it signs
+	// its users in itself (package console).
+	UI http.Handler
 }
 
 // Routes builds the router.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.recoverer, s.Metrics.middleware)
+	r.Use(platform.TraceHTTP, middleware.RequestID, s.recoverer, s.Metrics.middleware)
 	if s.Health != nil {
 		s.Health(r)
 	}
@@ -80,6 +84,9 @@ func (s *Server) Routes() http.Handler {
 	})
 	r.Post("/api/v1/webhooks/c2s", s.webhook)
 	r.Get("/api/v1/leads/process", s.makeTrigger)
+	if s.UI != nil {
+		r.Mount("/ui", s.UI)
+	}
 	r.Group(func(r chi.Router) {
 		r.Use(s.apiKey)
 		r.Post("/api/v1/c2s/enrich/{lead_id}", s.apiTrigger)
@@ -123,9 +130,9 @@ func statusOf(err error) int {
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
-	log := s.Log.Warn()
+	log := s.Log.Warn().Ctx(r.Context())
 	if status >= 500 {
-		log = s.Log.Error()
+		log = s.Log.Error().Ctx(r.Context())
 	}
 	log.Err(err).Str("path", r.URL.Path).Int("status", status).Msg("request failed")
 	writeError(w, status, http.StatusText(status))
@@ -160,6 +167,21 @@ type APIKey struct {
 
 // AdminSuffix marks an admin key in API_KEYS ("key2:admin").
 const AdminSuffix = ":admin"
+
+// APIKeys are the keys of API_KEYS with their scopes.
+type APIKeys []APIKey
+
+// Scope says whether key is valid and whether it is an admin key. Every key
+// is compared, in constant time each, with no early exit. The console signs
+// in with the same rule.
+func (keys APIKeys) Scope(key string) (valid, admin bool) {
+	for _, k := range keys {
+		if equalSecret(key, k.Key) {
+			valid, admin = true, k.Admin
+		}
+	}
+	return valid, admin
+}
 
 // ParseAPIKeys reads the API_KEYS entries: "key" is a read key, "key:admin"
 // an admin key. It names every problem without echoing a key.
@@ -209,14 +231,8 @@ func (s *Server) apiKey(next http.Handler) http.Handler {
 		auth := r.Header.Get("Authorization")
 		key, ok := strings.CutPrefix(auth, "Bearer ")
 		key = strings.TrimSpace(key)
-		valid, admin := false, false
-		for _, k := range s.APIKeys {
-			// No early exit: every key is compared, in constant time each.
-			if ok && equalSecret(key, k.Key) {
-				valid, admin = true, k.Admin
-			}
-		}
-		if !valid {
+		valid, admin := APIKeys(s.APIKeys).Scope(key)
+		if !ok || !valid {
 			writeError(w, http.StatusUnauthorized, "missing or invalid API key")
 			return
 		}
@@ -258,7 +274,7 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		s.Log.Info().Str("lead_id", ev.LeadID).Str("action", ev.Action).Str("status", res.Status).Msg("webhook")
+		s.Log.Info().Ctx(r.Context()).Str("lead_id", ev.LeadID).Str("action", ev.Action).Str("status", res.Status).Msg("webhook")
 		queued = queued || res.Status == app.StatusQueued
 		results = append(results, res)
 	}
@@ -321,11 +337,11 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request, leadID string, 
 			writeJSON(w, http.StatusOK, map[string]any{"success": false, "lead_id": leadID, "error": "invalid lead id"})
 			return
 		}
-		s.Log.Error().Err(err).Str("lead_id", leadID).Msg("trigger failed")
+		s.Log.Error().Ctx(r.Context()).Err(err).Str("lead_id", leadID).Msg("trigger failed")
 		writeJSON(w, http.StatusOK, map[string]any{"success": false, "lead_id": leadID, "error": "could not queue the lead; retry later"})
 		return
 	}
-	s.Log.Info().Str("lead_id", leadID).Str("source", string(source)).Str("status", res.Status).Msg("trigger")
+	s.Log.Info().Ctx(r.Context()).Str("lead_id", leadID).Str("source", string(source)).Str("status", res.Status).Msg("trigger")
 	if wait == 0 {
 		writeJSON(w, http.StatusOK, map[string]any{"success": true, "lead_id": leadID, "status": res.Status, "run_id": res.RunID})
 		return

@@ -370,8 +370,8 @@ func TestHealthReadyMetricsOpenAPI(t *testing.T) {
 	do(t, http.MethodPost, hook, "", contracts.Read("c2s/webhook_on_create_lead.json"))
 	m := do(t, http.MethodGet, in.URL+"/metrics", "", nil)
 	for _, want := range []string{
-		`leadflow_http_requests_total{route="/api/v1/webhooks/c2s",status="202"} 1`,
-		`leadflow_http_requests_total{route="/api/v1/webhooks/c2s",status="200"} 1`,
+		`leadflow_http_requests_total{code="202",route="/api/v1/webhooks/c2s"} 1`,
+		`leadflow_http_requests_total{code="200",route="/api/v1/webhooks/c2s"} 1`,
 		`leadflow_leads_published_total{source="c2s_webhook"} 1`,
 		`leadflow_leads_duplicate_total{source="c2s_webhook"} 1`,
 		`leadflow_http_request_seconds_bucket`,

@@ -20,6 +20,7 @@ import (
 	"github.com/leadflow/leadflow/services/ingest/adapters"
 	"github.com/leadflow/leadflow/services/ingest/app"
 	"github.com/leadflow/leadflow/services/ingest/ports"
+	"github.com/leadflow/leadflow/services/ingest/ports/console"
 )
 
 // Name is the service name in logs and metrics.
@@ -60,6 +61,7 @@ func LoadConfig(l *config.Loader) (Config, error) {
 		d := clients.LoadDiretrix(l)
 		c.Diretrix = &d
 	}
+	l.Check(c.Port != c.Common.HealthPort && c.Port != c.Common.MetricsPort, "PORT must differ from HEALTH_PORT and METRICS_PORT")
 	return c, l.Err()
 }
 
@@ -73,6 +75,7 @@ func Setup(cfg Config) platform.Setup {
 		if err != nil {
 			return err
 		}
+		srv.UI = newConsole(ctx, cfg, d)
 		d.AddServer(fmt.Sprintf(":%d", cfg.Port), srv.Routes())
 		return nil
 	}
@@ -80,7 +83,7 @@ func Setup(cfg Config) platform.Setup {
 
 // NewServer builds the HTTP surface on real stores and clients.
 func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
-	work, err := cfg.WorkAPI.Client(d.Registry, &d.Log)
+	work, err := cfg.WorkAPI.Client(d.Registry, &d.Log, clients.WithPool(d.Pool))
 	if err != nil {
 		return nil, err
 	}
@@ -115,6 +118,19 @@ func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
 	}, nil
 }
 
+// newConsole wires the operator's console (/ui) onto the same pkg/ops code
+// and trace as the admin API; ctx ends its live streams and replays.
+func newConsole(ctx context.Context, cfg Config, d *platform.Deps) *console.Console {
+	o := &ops.Ops{JS: d.JS, Pool: d.Pool, Pub: d.Pub}
+	return console.New(ctx, console.Config{
+		Keys:      ports.APIKeys(cfg.APIKeys),
+		Ops:       o,
+		Runs:      runs.New(d.Pool),
+		Uncertain: adapters.ConsoleUncertain{Ops: o},
+		Log:       d.Log,
+	})
+}
+
 // newEnrich wires POST /api/v1/enrich onto pkg/enrichment, the same use
 // case the resolver and the enricher run (no second copy of their rules).
 func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich, error) {
@@ -124,7 +140,7 @@ func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich,
 		ReuseTTL:  cfg.Enrichment.ReuseTTL,
 	}
 	if cfg.Diretrix != nil {
-		dir, err := cfg.Diretrix.Client(d.Registry, &d.Log)
+		dir, err := cfg.Diretrix.Client(d.Registry, &d.Log, clients.WithPool(d.Pool))
 		if err != nil {
 			return nil, err
 		}
@@ -139,8 +155,10 @@ func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich,
 // ingestCommon: ingest's writes (receipts, run starts) are redone by any
 // retry of the webhook, so they do not wait for the WAL flush; that is what
 // lets ingest ack thousands of webhooks a second.
+// Its /health, /ready and /metrics are on PORT, and on METRICS_PORT (9090)
+// for Prometheus; HEALTH_PORT adds them on a third port only when set.
 func ingestCommon(l *config.Loader) platform.Common {
-	c := platform.LoadCommon(l, Name)
+	c := platform.LoadCommonWith(l, Name, platform.Ports{Metrics: platform.DefaultMetricsPort})
 	c.AsyncCommit = true
 	return c
 }

@@ -98,6 +98,8 @@ type Notifier struct {
 	Multiplier decimal.Decimal
 	// OnUncertain is told when a delivery becomes uncertain (metrics).
 	OnUncertain func(route string)
+	// OnNotified, when set, is told of every lead.notified published.
+	OnNotified func(next events.Envelope, out events.LeadNotified)
 }
 
 // Enriched posts the message of a lead.enriched event.
@@ -256,7 +258,13 @@ func (n *Notifier) finish(ctx context.Context, env events.Envelope, out events.L
 	if err := n.Store.SaveNotification(ctx, next, out); err != nil {
 		return err
 	}
-	return n.Publisher.Publish(ctx, next)
+	if err := n.Publisher.Publish(ctx, next); err != nil {
+		return err
+	}
+	if n.OnNotified != nil {
+		n.OnNotified(next, out)
+	}
+	return nil
 }
 
 // onLead reports whether one of the lead's messages has one of the hashes

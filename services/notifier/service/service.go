@@ -13,6 +13,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/clients"
+	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/platform"
@@ -62,7 +63,7 @@ func Setup(cfg Config) platform.Setup {
 
 // NewApplication builds the use case on real clients.
 func NewApplication(cfg Config, d *platform.Deps) (*app.Notifier, error) {
-	port, err := cfg.C2S.Port(d.Registry, &d.Log)
+	port, err := cfg.C2S.Port(d.Registry, &d.Log, clients.WithPool(d.Pool))
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +75,7 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Notifier, error) {
 		Publisher:   d.Pub,
 		Multiplier:  cfg.IncomeMultiplier,
 		OnUncertain: m.Uncertain,
+		OnNotified:  ports.EndToEnd(d.Registry),
 	}, nil
 }
 
@@ -91,6 +93,9 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *Metrics {
 		Name: "leadflow_uncertain_deliveries_total",
 		Help: "Deliveries marked uncertain: a post may be on the lead and the lead lists no messages to check; an operator must confirm or repost.",
 	}, "route")}
+	for _, route := range []string{c2s.RouteGateway, c2s.RouteDirect} {
+		m.uncertain.WithLabelValues(route) // exported at zero from the start
+	}
 	if reg != nil && pool != nil {
 		var last atomic.Int64
 		_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -38,6 +38,11 @@ func (s Store) SaveResolution(ctx context.Context, env events.Envelope, r app.Re
 		runs.Outcome{Stage: stage, Outcome: r.Outcome, Error: r.Reason, Detail: detail(r)})
 }
 
+// DecidedResolution implements app.Store.
+func (s Store) DecidedResolution(ctx context.Context, runID string) (events.Envelope, bool, error) {
+	return s.Identities.DecidedResolution(ctx, runID)
+}
+
 // detail is the trace's view: states and sources, CPFs masked.
 func detail(r app.Resolution) map[string]any {
 	persons := make([]map[string]string, 0, len(r.Persons))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/clients/c2s"
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/enrichment"
@@ -20,6 +21,8 @@ type Leads interface {
 // contacts, the trace) before it is published.
 type Store interface {
 	SaveResolution(ctx context.Context, env events.Envelope, r Resolution) error
+	// DecidedResolution is the outcome already published for the run.
+	DecidedResolution(ctx context.Context, runID string) (events.Envelope, bool, error)
 }
 
 // Publisher publishes the outcome.
@@ -40,6 +43,18 @@ type Resolver struct {
 
 // Handle resolves one lead.received event end to end.
 func (r *Resolver) Handle(ctx context.Context, env events.Envelope, in events.LeadReceived) error {
+	if messaging.Redelivered(ctx) {
+		// A run ends in one outcome: if an earlier delivery decided, publish
+		// that decision again, even if the upstreams would now answer
+		// otherwise.
+		decided, ok, err := r.Store.DecidedResolution(ctx, env.RunID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return r.Publisher.Publish(ctx, decided)
+		}
+	}
 	customer, err := r.customer(ctx, env.LeadID, in.Customer)
 	if err != nil {
 		return err

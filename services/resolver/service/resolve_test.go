@@ -10,6 +10,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/sim"
 )
 
@@ -336,5 +337,38 @@ func TestResolutionOutcomes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A run ends in one outcome: a redelivery that would now resolve (Diretrix
+// answers the second time) publishes the unresolved decision again instead
+// of a second, different outcome; a first delivery is never held to it.
+func TestRedeliveryKeepsTheDecidedOutcome(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	lead := leadID(t.Name())
+	env, in := received(t, lead, events.Customer{Phone: helenaPhone55, Email: sim.HelenaEmail})
+	r.sims.Diretrix.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 404})
+	if err := r.resolver.Handle(context.Background(), env, in); err != nil {
+		t.Fatal(err)
+	}
+	r.sims.Diretrix.SetFaults(sim.Faults{})
+	redelivered := messaging.WithDelivery(context.Background(), 2)
+	if err := r.resolver.Handle(redelivered, env, in); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(r.published(t, events.SubjectResolved)); got != 0 {
+		t.Fatalf("%d lead.resolved published for a run already decided unresolved", got)
+	}
+	if got := len(r.published(t, events.SubjectUnresolved)); got != 1 {
+		t.Fatalf("%d lead.unresolved, want the one decision", got)
+	}
+	// The same run delivered for the first time (no earlier decision is
+	// looked up) resolves with what Diretrix answers now.
+	env2, in2 := received(t, leadID(t.Name()+"-2"), events.Customer{Phone: helenaPhone55, Email: sim.HelenaEmail})
+	if err := r.resolver.Handle(messaging.WithDelivery(context.Background(), 1), env2, in2); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(r.published(t, events.SubjectResolved)); got != 1 {
+		t.Fatalf("%d lead.resolved after a fresh run, want 1", got)
 	}
 }

@@ -1,0 +1,297 @@
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/ops"
+)
+
+// view is what every page and fragment template receives.
+type view struct {
+	Title     string
+	Nav       string // the active section
+	SignedIn  bool
+	Admin     bool
+	CSRF      string
+	Uncertain bool // the uncertain deliveries section is wired
+	Flash     string
+	Error     string
+	Data      any
+}
+
+type pages struct{ t *template.Template }
+
+func mustParsePages() *pages {
+	t := template.Must(template.New("console").Funcs(funcs).ParseFS(assets, "assets/templates/*.html"))
+	return &pages{t: t}
+}
+
+var funcs = template.FuncMap{
+	"base":       func() string { return Base },
+	"ago":        ago,
+	"dur":        humanDuration,
+	"when":       when,
+	"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"short":      short,
+	"stageName":  stageName,
+	"statusTone": statusTone,
+	"mask":       maskText,
+	"perMin":     perMin,
+	"add":        func(a, b int) int { return a + b },
+	"pct": func(done, total int64) int64 {
+		if total <= 0 {
+			return 0
+		}
+		return min(100, done*100/total)
+	},
+	"derefTime": func(t *time.Time) time.Time {
+		if t == nil {
+			return time.Time{}
+		}
+		return *t
+	},
+}
+
+// render writes a whole page, or for htmx requests the same template (the
+// pages are written so that their main part is also a fragment).
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, v *view) {
+	c.fill(r, v)
+	c.execute(w, status, name, v)
+}
+
+// fragment writes one named part of a page (an htmx swap target).
+func (c *Console) fragment(w http.ResponseWriter, r *http.Request, status int, name string, v *view) {
+	c.fill(r, v)
+	c.execute(w, status, name, v)
+}
+
+func (c *Console) fill(r *http.Request, v *view) {
+	s := sessionOf(r)
+	if s == nil {
+		s = c.sessions.get(r)
+	}
+	if s != nil {
+		v.SignedIn, v.Admin, v.CSRF = true, s.admin, s.csrf
+		if v.Flash == "" && !isHTMX(r) {
+			v.Flash = s.takeFlash()
+		}
+	}
+	v.Uncertain = c.cfg.Uncertain != nil
+}
+
+func (c *Console) execute(w http.ResponseWriter, status int, name string, v any) {
+	var buf bytes.Buffer
+	if err := c.pages.t.ExecuteTemplate(&buf, name, v); err != nil {
+		c.cfg.Log.Error().Err(err).Str("template", name).Msg("console: template failed")
+		http.Error(w, "The page could not be drawn. The error is in the ingest log.", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// renderString runs a fragment template into a string (live updates).
+func (c *Console) renderString(name string, v *view) (string, error) {
+	var buf bytes.Buffer
+	err := c.pages.t.ExecuteTemplate(&buf, name, v)
+	return buf.String(), err
+}
+
+// problem explains in words what went wrong: a notice for htmx swaps, a
+// page otherwise.
+func (c *Console) problem(w http.ResponseWriter, r *http.Request, s *session, status int, msg string) {
+	v := &view{Title: http.StatusText(status), Error: msg}
+	if isHTMX(r) {
+		c.fragment(w, r, status, "notice", v)
+		return
+	}
+	if s == nil {
+		c.execute(w, status, "problem", v)
+		return
+	}
+	c.render(w, r, status, "problem", v)
+}
+
+// maskText masks CPFs, phones and emails in free text (reasons, errors)
+// with pkg/ops' masks, the ones leadflowctl and the admin API use.
+func maskText(s string) string {
+	m, _ := ops.Mask(map[string]any{"text": s}).(map[string]any)
+	out, _ := m["text"].(string)
+	return out
+}
+
+// kv is one line of a masked detail.
+type kv struct{ K, V string }
+
+// maskedDetail turns a stored detail (already masked when written) into
+// lines, masked once more through pkg/ops so that nothing personal can
+// reach the page even if a writer forgot.
+func maskedDetail(raw json.RawMessage) []kv {
+	var m map[string]any
+	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil || len(m) == 0 {
+		return nil
+	}
+	masked, _ := ops.Mask(m).(map[string]any)
+	keys := make([]string, 0, len(masked))
+	for k := range masked {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []kv
+	for _, k := range keys {
+		var v string
+		switch x := masked[k].(type) {
+		case nil:
+			continue
+		case string:
+			v = x
+		case float64:
+			v = fmt.Sprint(x)
+		case bool:
+			v = fmt.Sprint(x)
+		default:
+			v = flat(x)
+		}
+		if v == "" {
+			continue
+		}
+		out = append(out, kv{K: strings.ReplaceAll(k, "_", " "), V: v})
+	}
+	return out
+}
+
+// flat writes a nested detail value as text: "source diretrix, state
+// found"; list items are separated by semicolons.
+func flat(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			if s := flat(x[k]); s != "" {
+				parts = append(parts, strings.ReplaceAll(k, "_", " ")+" "+s)
+			}
+		}
+		return strings.Join(parts, ", ")
+	case []any:
+		parts := make([]string, 0, len(x))
+		for _, e := range x {
+			if s := flat(e); s != "" {
+				parts = append(parts, s)
+			}
+		}
+		return strings.Join(parts, "; ")
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := time.Since(t)
+	if d < 0 {
+		d = 0
+	}
+	return humanDuration(d) + " ago"
+}
+
+// humanDuration: "350 ms", "4.2 s", "3 min 4 s", "2 h 5 min", "3 d 4 h".
+func humanDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0 s"
+	case d < time.Second:
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%d s", int(d.Seconds()))
+	case d < time.Hour:
+		if int(d.Seconds())%60 == 0 {
+			return fmt.Sprintf("%d min", int(d.Minutes()))
+		}
+		return fmt.Sprintf("%d min %d s", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		if int(d.Minutes())%60 == 0 {
+			return fmt.Sprintf("%d h", int(d.Hours()))
+		}
+		return fmt.Sprintf("%d h %d min", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%d d %d h", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05") + " UTC"
+}
+
+func short(id string) string {
+	if len(id) <= 12 {
+		return id
+	}
+	return id[:12] + "…"
+}
+
+// stageName makes a consumer name readable: "enricher__leads_resolved" is
+// "enricher (leads.resolved)".
+func stageName(stage string) string {
+	svc, subj, ok := strings.Cut(stage, "__")
+	if !ok {
+		if stage == "" {
+			return "unknown"
+		}
+		return stage
+	}
+	return svc + " (" + strings.ReplaceAll(subj, "_", ".") + ")"
+}
+
+// statusTone picks a colour class for a run or stage status.
+func statusTone(status string) string {
+	switch status {
+	case "notified", "sent", "already_sent", "enriched", "resolved", "confirmed", "done":
+		return "ok"
+	case "failed", "dead_letter", "error", "uncertain", "cancelled":
+		return "bad"
+	case "unresolved", "skipped", "posting", "repost", "queued":
+		return "warn"
+	}
+	return "info"
+}
+
+func perMin(n int, minutes float64) string {
+	if minutes <= 0 {
+		return "0"
+	}
+	v := float64(n) / minutes
+	if v == 0 {
+		return "0"
+	}
+	if v < 0.05 {
+		return "under 0.1"
+	}
+	if v < 10 {
+		return fmt.Sprintf("%.1f", math.Round(v*10)/10)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
