@@ -121,6 +121,7 @@ type cluster struct {
 	natsRestarts int
 
 	mu         sync.Mutex
+	ports      map[string]int      // each label's private health/metrics port
 	procs      map[string]*relProc // current process per label
 	all        []*relProc          // every process ever started
 	kills      int
@@ -291,10 +292,21 @@ func (c *cluster) startProc(name, label string) error {
 }
 
 func (c *cluster) spawn(name, label string) (*relProc, error) {
+	port, err := c.portOf(label)
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(filepath.Join(c.bin, name))
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range c.env {
 		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	// Private ports default to fixed numbers (8081, 9090): every process
+	// here gets its own, kept across restarts.
+	if name == "ingest" {
+		cmd.Env = append(cmd.Env, "METRICS_PORT="+strconv.Itoa(port))
+	} else {
+		cmd.Env = append(cmd.Env, "HEALTH_PORT="+strconv.Itoa(port))
 	}
 	p := &relProc{label: label, name: name, cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
@@ -326,6 +338,62 @@ func (c *cluster) budgets() string {
 		return "rate limits per process"
 	}
 	return fmt.Sprintf("rate budgets shared in Postgres (%d)", n)
+}
+
+// portOf is label's private port (health and metrics), chosen once.
+func (c *cluster) portOf(label string) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ports == nil {
+		c.ports = map[string]int{}
+	}
+	if p, ok := c.ports[label]; ok {
+		return p, nil
+	}
+	p, err := stack.FreePort()
+	if err != nil {
+		return 0, err
+	}
+	c.ports[label] = p
+	return p, nil
+}
+
+// metric returns, per running process of service, a Prometheus metric
+// summed over its series.
+func (c *cluster) metric(service, name string) []float64 {
+	c.t.Helper()
+	c.mu.Lock()
+	var ports []int
+	for label, p := range c.procs {
+		if p.name == service && p.running() {
+			ports = append(ports, c.ports[label])
+		}
+	}
+	c.mu.Unlock()
+	var out []float64
+	for _, port := range ports {
+		total := 0.0
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		if err != nil {
+			c.t.Fatalf("metrics of %s: %v", service, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "#") {
+				continue
+			}
+			key, val, ok := strings.Cut(line, " ")
+			if !ok || !(key == name || strings.HasPrefix(key, name+"{")) {
+				continue
+			}
+			if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+				total += f
+			}
+		}
+		out = append(out, total)
+	}
+	return out
 }
 
 // killAll ends every process still running (at cleanup).

@@ -199,6 +199,20 @@ func testLostReplies(t *testing.T) {
 			t.Errorf("uncertain lead %s: run %q, want uncertain in the trace", l.ID, st)
 		}
 	}
+	// The metric operators alert on: counted once per uncertain delivery,
+	// and open (read from the ledger) on every notifier.
+	var counted float64
+	for _, v := range c.metric("notifier", "leadflow_uncertain_deliveries_total") {
+		counted += v
+	}
+	if int(counted) != uncertain {
+		t.Errorf("leadflow_uncertain_deliveries_total = %v over the notifiers, %d deliveries are uncertain", counted, uncertain)
+	}
+	for _, v := range c.metric("notifier", "leadflow_uncertain_deliveries_open") {
+		if int(v) != uncertain {
+			t.Errorf("leadflow_uncertain_deliveries_open = %v, %d deliveries wait for an operator", v, uncertain)
+		}
+	}
 	all := append(append([]sim.Lead{}, waveA...), waveB...)
 	// The figures before the operator steps in.
 	before := c.checkInvariants(all)
@@ -219,6 +233,11 @@ func testLostReplies(t *testing.T) {
 	r := c.checkInvariants(all)
 	if left := c.ledgerStatuses("uncertain"); len(left) != 0 {
 		t.Errorf("%d deliveries still uncertain after the operator", len(left))
+	}
+	for _, v := range c.metric("notifier", "leadflow_uncertain_deliveries_open") {
+		if v != 0 {
+			t.Errorf("leadflow_uncertain_deliveries_open = %v after the operator resolved every delivery", v)
+		}
 	}
 	for _, id := range resolved {
 		if n := len(c.deadLetters()[id]); n != 0 {
