@@ -15,6 +15,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -868,6 +869,31 @@ func (c *cluster) checkInvariants(leads []sim.Lead) *report {
 		crashed[cpf], charged[cpf] = s, ch
 	}
 	rows.Close()
+	// Every attempt the product records as charged reached the API: the
+	// simulator saw a request for that CPF (a lost reply, a hang, or a
+	// process killed mid-call). An attempt that failed before it was sent
+	// (waiting for the rate budget, the pool) must not count toward the
+	// daily cap of charged attempts.
+	reached := map[string]int{}
+	for _, req := range c.sims.WorkAPI.Requests() {
+		_, q, _ := strings.Cut(req.Path, "?")
+		if v, err := url.ParseQuery(q); err == nil && v.Get("modulo") == "cpf" {
+			reached[brdata.Digits(v.Get("consulta"))]++
+		}
+	}
+	for cpf, n := range charged {
+		if n > reached[cpf] {
+			var errs []string
+			rows, _ := c.pool.Query(ctx, `SELECT status || ': ' || coalesce(error, '') FROM pipeline.workapi_attempts WHERE cpf = $1 AND status <> 'not_charged'`, cpf)
+			for rows.Next() {
+				var e string
+				_ = rows.Scan(&e)
+				errs = append(errs, e)
+			}
+			rows.Close()
+			c.t.Errorf("CPF …%s: %d attempts recorded as charged, the Work API saw %d requests: %q", cpf[len(cpf)-2:], n, reached[cpf], errs)
+		}
+	}
 	for cpf, n := range c.sims.WorkAPI.Paid() {
 		lost := c.sims.WorkAPI.LostPaidCalls(cpf)
 		r.PaidCalls += n
