@@ -55,7 +55,6 @@ func refParse(raw []byte) (*Person, error) {
 	return p, nil
 }
 
-
 func refObject(raw json.RawMessage) (map[string]json.RawMessage, bool) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
