@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
@@ -50,6 +51,9 @@ type receiptBatcher struct {
 }
 
 type pendingReceipt struct {
+	// span is the webhook's trace: the batch writes under its own
+	// deadline, but each run start keeps its request's trace id.
+	span  trace.SpanContext
 	rc    app.Receipt
 	run   *events.Envelope
 	fresh bool
@@ -88,7 +92,7 @@ func (b *receiptBatcher) flush(group []*pendingReceipt) {
 	if len(group) > 1 {
 		bt := &pgx.Batch{}
 		for _, p := range group {
-			queueReceipt(ctx, bt, p.rc, p.run)
+			queueReceipt(trace.ContextWithSpanContext(ctx, p.span), bt, p.rc, p.run)
 		}
 		res := b.pool.SendBatch(ctx, bt)
 		err = nil
@@ -110,7 +114,7 @@ func (b *receiptBatcher) flush(group []*pendingReceipt) {
 	}
 	for _, p := range group {
 		if err != nil {
-			p.fresh, p.err = addReceipt(ctx, b.pool, p.rc, p.run)
+			p.fresh, p.err = addReceipt(trace.ContextWithSpanContext(ctx, p.span), b.pool, p.rc, p.run)
 		}
 		close(p.done)
 	}
@@ -122,7 +126,7 @@ func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt, run *events.En
 	if r.batch == nil {
 		return addReceipt(ctx, r.Pool, rc, run)
 	}
-	p := &pendingReceipt{rc: rc, run: run, done: make(chan struct{})}
+	p := &pendingReceipt{span: trace.SpanContextFromContext(ctx), rc: rc, run: run, done: make(chan struct{})}
 	select {
 	case r.batch.in <- p:
 	case <-ctx.Done():
