@@ -435,11 +435,15 @@ func testKillsAndNATSRestart(t *testing.T) {
 	if r.NATSRestarts != 1 || r.Kills < 3 {
 		t.Errorf("%d kills and %d NATS restarts: the scenario did not happen", r.Kills, r.NATSRestarts)
 	}
-	if r.DeadLetters != 0 {
-		t.Errorf("dead letters: %v", deadLetterReasons(c.deadLetters()))
+	// A notifier killed between recording a post as started and sending
+	// it leaves a lead whose document shows no messages: the contract says
+	// never post blind, so such a delivery ends uncertain (visible in the
+	// ledger and the dead letters), and only so.
+	if r.DeadLetters != r.Uncertain {
+		t.Errorf("dead letters other than uncertain deliveries: %v", deadLetterReasons(c.deadLetters()))
 	}
-	if r.Messages != n {
-		t.Errorf("%d messages for %d leads", r.Messages, n)
+	if r.Messages+r.Uncertain != n {
+		t.Errorf("%d messages and %d uncertain deliveries for %d leads", r.Messages, r.Uncertain, n)
 	}
 	r.Notes = append(r.Notes,
 		fmt.Sprintf("a random worker SIGKILLed every 3 s and started again after 0.2-1 s (%s); NATS away 3 s after lead %d; %d leads at ~%d/s", c.killSummary(), natsAt, n, int(time.Second/every)),
