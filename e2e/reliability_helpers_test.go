@@ -193,7 +193,7 @@ func newCluster(t *testing.T, spec clusterSpec) *cluster {
 		"WEBHOOK_SECRET":    "rel-secret",
 		"API_KEYS":          "rel-key",
 		"LOG_LEVEL":         "info",
-		"DB_MAX_CONNS":      "4", // 14 processes in two lanes side by side stay under Postgres' 100 connections
+		"DB_MAX_CONNS":      "6", // CI raises Postgres max_connections to 300 for the 14 processes
 		// Every lead gets a message: the unresolved ones a short notice.
 		"NOTIFY_UNRESOLVED": "true",
 	}
