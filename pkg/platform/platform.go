@@ -120,11 +120,16 @@ func LoadCommonWith(l *config.Loader, service string, ports Ports) Common {
 
 // Deps are the connections a service's wiring builds on.
 type Deps struct {
-	Service  string
-	Log      zerolog.Logger
-	NC       *nats.Conn
-	JS       jetstream.JetStream
-	Pool     *pgxpool.Pool
+	Service string
+	Log     zerolog.Logger
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Pool    *pgxpool.Pool
+	// Budgets is a small pool of its own for the shared rate budgets
+	// (clients.WithPool): a reservation never waits behind connections that
+	// handlers hold across an upstream call (a ledger section, a paid-call
+	// claim), which may themselves be waiting for a slot.
+	Budgets  *pgxpool.Pool
 	Pub      *messaging.Publisher
 	Router   *messaging.Router
 	Registry *prometheus.Registry
@@ -138,6 +143,10 @@ type Deps struct {
 // warmConns is how many pooled connections a service opens before it
 // reports ready.
 const warmConns = 4
+
+// budgetConns is the size of Deps.Budgets: one statement per upstream call,
+// each a single short UPDATE.
+const budgetConns = 2
 
 // Connect dials NATS and Postgres, provisions the stream and migrates.
 func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
@@ -174,6 +183,10 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		return nil, err
 	}
 	if err = store.Warm(pctx, d.Pool, min(c.DBMaxConns, warmConns)); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if d.Budgets, err = store.Open(pctx, c.DatabaseURL, budgetConns, false); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -273,6 +286,9 @@ func (d *Deps) Close() {
 	}
 	if d.Pool != nil {
 		d.Pool.Close()
+	}
+	if d.Budgets != nil {
+		d.Budgets.Close()
 	}
 }
 

@@ -103,6 +103,11 @@ func NewRoute(direct *Client, gw *Gateway, o RouteOptions) (*Route, error) {
 	return p, nil
 }
 
+// Budget is the C2S token's shared rate budget that both routes draw from,
+// or nil when each paces itself. A caller that must hold something scarce
+// across a post takes the post's slot first with httpx.Reserve.
+func (p *Route) Budget() httpx.Limiter { return p.direct.caller.Limiter() }
+
 // HasGateway reports whether the gateway route is configured.
 func (p *Route) HasGateway() bool { return p.gw != nil }
 

@@ -385,6 +385,9 @@ func (c *Caller) attempt(ctx context.Context, op string, build func(ctx context.
 // is refused up front; without a deadline any wait is accepted.
 func (c *Caller) pace(ctx context.Context, op string) error {
 	if c.shared != nil {
+		if spendHeld(ctx, c.shared) {
+			return nil // taken ahead of the call (Reserve)
+		}
 		err := c.shared.Wait(ctx)
 		switch {
 		case err == nil:

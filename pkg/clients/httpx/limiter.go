@@ -3,6 +3,7 @@ package httpx
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
@@ -54,4 +55,51 @@ func (c *Caller) penalty(err error, n int) time.Duration {
 		d = c.policy.BackoffMax
 	}
 	return max(d, time.Second)
+}
+
+// slotKey carries a slot taken ahead of a call (WithSlot).
+type slotKey struct{}
+
+type heldSlot struct {
+	lim  Limiter
+	used atomic.Bool
+}
+
+// Reserve takes one slot from lim (waiting as Limiter.Wait does) and
+// returns a context that carries it: the next attempt paced by lim through
+// that context spends the held slot instead of taking another. A caller
+// uses it to wait for the budget before it takes something scarce that it
+// must hold across the call (a connection, a lock): the wait happens while
+// holding nothing. room is kept free before ctx's deadline for the call
+// itself: a slot later than deadline - room is refused up front, as a
+// failure.KindRateLimited error carrying the wait. A nil lim returns ctx
+// unchanged. A held slot that no call spends is lost, as a sent request's
+// would be.
+func Reserve(ctx context.Context, lim Limiter, room time.Duration) (context.Context, error) {
+	if lim == nil {
+		return ctx, nil
+	}
+	wctx := ctx
+	if dl, ok := ctx.Deadline(); ok && room > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithDeadline(ctx, dl.Add(-room))
+		defer cancel()
+		if time.Until(dl) <= room {
+			return ctx, failure.RateLimited("rate budget", room, ErrLocalRate)
+		}
+	}
+	if err := lim.Wait(wctx); err != nil {
+		if ctx.Err() == nil && wctx.Err() != nil && !failure.Is(err, failure.KindRateLimited) {
+			// Our own margin ran out while waiting: still a wait.
+			return ctx, failure.RateLimited("rate budget", time.Second, err)
+		}
+		return ctx, err
+	}
+	return context.WithValue(ctx, slotKey{}, &heldSlot{lim: lim}), nil
+}
+
+// spendHeld reports whether ctx carries an unspent slot of lim, and spends it.
+func spendHeld(ctx context.Context, lim Limiter) bool {
+	s, ok := ctx.Value(slotKey{}).(*heldSlot)
+	return ok && s.lim == lim && s.used.CompareAndSwap(false, true)
 }

@@ -218,3 +218,88 @@ func TestWithoutSharedBudget429IsUnchanged(t *testing.T) {
 		t.Fatalf("err = %v, hits %d", err, hits.Load())
 	}
 }
+
+// A slot taken ahead with Reserve is spent by the next call on that budget
+// and by nothing else: one Wait per request sent, never two.
+func TestReserveHeldSlotIsSpentOnce(t *testing.T) {
+	var hits atomic.Int32
+	srv := server(t, &hits, []int{200}, nil)
+	l := &fakeLimiter{}
+	c := sharedCaller(testPolicy(), l, &recSleeper{}, nil)
+	ctx, err := Reserve(context.Background(), l, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if waits, _ := l.state(); waits != 1 {
+		t.Fatalf("Reserve waited %d times, want 1", waits)
+	}
+	if _, err := c.Do(ctx, "test.op", post(srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	if waits, _ := l.state(); waits != 1 {
+		t.Fatalf("the call took %d more slots, want 0 (it holds one)", waits-1)
+	}
+	// The held slot is spent: a second call through the same context takes
+	// its own.
+	if _, err := c.Do(ctx, "test.op", post(srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	if waits, _ := l.state(); waits != 2 || hits.Load() != 2 {
+		t.Fatalf("waits %d, sent %d; want 2 and 2", waits, hits.Load())
+	}
+	// A slot of another budget is not spent by this one.
+	other := &fakeLimiter{}
+	octx, err := Reserve(context.Background(), other, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(octx, "test.op", post(srv.URL)); err != nil {
+		t.Fatal(err)
+	}
+	if waits, _ := l.state(); waits != 3 {
+		t.Fatalf("waits %d, want 3: another budget's slot must not pay for this call", waits)
+	}
+	if ctx, err := Reserve(context.Background(), nil, time.Second); err != nil || ctx != context.Background() {
+		t.Fatalf("nil budget: ctx changed or err %v", err)
+	}
+}
+
+// Reserve keeps room before the deadline for the call: with less left, it
+// takes no slot and says how to wait (rate limited, not failed).
+func TestReserveKeepsRoomForTheCall(t *testing.T) {
+	l := &fakeLimiter{}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := Reserve(ctx, l, 5*time.Second)
+	if !failure.Is(err, failure.KindRateLimited) || failure.RetryAfterOf(err) <= 0 {
+		t.Fatalf("err = %v, want rate limited with a wait", err)
+	}
+	if waits, _ := l.state(); waits != 0 {
+		t.Fatalf("took %d slots with no room left for the call", waits)
+	}
+	// The budget's own refusal passes through as it is.
+	l = &fakeLimiter{waitErr: failure.RateLimited("rate budget c2s", time.Minute, errors.New("beyond deadline"))}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel2()
+	if _, err := Reserve(ctx2, l, time.Second); failure.RetryAfterOf(err) != time.Minute {
+		t.Fatalf("err = %v, want the budget's refusal with its wait", err)
+	}
+	// The budget sees the deadline minus the room.
+	dl := &deadlineLimiter{}
+	if _, err := Reserve(ctx2, dl, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(dl.deadline); left > 50*time.Minute+time.Second || left < 49*time.Minute {
+		t.Fatalf("the budget saw %s before its deadline, want about 50m", left)
+	}
+}
+
+type deadlineLimiter struct {
+	fakeLimiter
+	deadline time.Time
+}
+
+func (d *deadlineLimiter) Wait(ctx context.Context) error {
+	d.deadline, _ = ctx.Deadline()
+	return nil
+}

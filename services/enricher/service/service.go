@@ -54,7 +54,7 @@ func Setup(cfg Config) platform.Setup {
 
 // NewApplication builds the use case on real clients.
 func NewApplication(cfg Config, d *platform.Deps) (*app.Enricher, error) {
-	api, err := cfg.WorkAPI.Client(d.Registry, &d.Log, clients.WithPool(d.Pool))
+	api, err := cfg.WorkAPI.Client(d.Registry, &d.Log, clients.WithPool(d.Budgets))
 	if err != nil {
 		return nil, err
 	}

@@ -90,7 +90,7 @@ func Setup(cfg Config) platform.Setup {
 
 // NewServer builds the HTTP surface on real stores and clients.
 func NewServer(cfg Config, d *platform.Deps) (*ports.Server, error) {
-	work, err := cfg.WorkAPI.Client(d.Registry, &d.Log, clients.WithPool(d.Pool))
+	work, err := cfg.WorkAPI.Client(d.Registry, &d.Log, clients.WithPool(d.Budgets))
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich,
 		ReuseTTL:  cfg.Enrichment.ReuseTTL,
 	}
 	if cfg.Diretrix != nil {
-		dir, err := cfg.Diretrix.Client(d.Registry, &d.Log, clients.WithPool(d.Pool))
+		dir, err := cfg.Diretrix.Client(d.Registry, &d.Log, clients.WithPool(d.Budgets))
 		if err != nil {
 			return nil, err
 		}

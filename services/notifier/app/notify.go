@@ -109,6 +109,13 @@ type Notifier struct {
 	Store      Store
 	Publisher  Publisher
 	Multiplier decimal.Decimal
+	// Slot, when set, takes the post's slot of the C2S token's shared rate
+	// budget (httpx.Reserve) before the lead's exclusive section opens: a
+	// delivery waiting for its turn then holds no connection, and the post
+	// spends the slot it carries in its context. A wait past the try's
+	// deadline is a failure.KindRateLimited error: the router waits it out
+	// on the same delivery.
+	Slot func(ctx context.Context) (context.Context, error)
 	// OnUncertain is told when a delivery becomes uncertain (metrics).
 	OnUncertain func(route string)
 	// OnNotified, when set, is told of every lead.notified published.
@@ -153,6 +160,12 @@ func TextHash(body string) string { return message.Hash(strings.TrimSpace(body))
 // change between attempts never makes a second delivery.
 func (n *Notifier) post(ctx context.Context, env events.Envelope, stage, body string) error {
 	hash := TextHash(body)
+	if n.Slot != nil {
+		var err error
+		if ctx, err = n.Slot(ctx); err != nil {
+			return err
+		}
+	}
 	d, err := n.Ledger.Open(ctx, ledger.Key{LeadID: env.LeadID, RunKey: RunKey(env), Stage: stage}, env.RunID, hash)
 	if err != nil {
 		return err

@@ -63,13 +63,17 @@ func Setup(cfg Config) platform.Setup {
 
 // NewApplication builds the use case on real clients.
 func NewApplication(cfg Config, d *platform.Deps) (*app.Notifier, error) {
-	port, err := cfg.C2S.Port(d.Registry, &d.Log, clients.WithPool(d.Pool))
+	port, err := cfg.C2S.Port(d.Registry, &d.Log, clients.WithPool(d.Budgets))
 	if err != nil {
 		return nil, err
 	}
 	m := NewMetrics(d.Registry, d.Pool)
+	budget := port.Budget()
+	// The post itself needs room before the try's deadline.
+	room := max(cfg.C2S.Direct.Timeout, cfg.C2S.Gateway.Timeout)
 	return &app.Notifier{
 		CRM:         port,
+		Slot:        func(ctx context.Context) (context.Context, error) { return httpx.Reserve(ctx, budget, room) },
 		Ledger:      adapters.Ledger{Pool: d.Pool},
 		Store:       adapters.Store{Pool: d.Pool},
 		Publisher:   d.Pub,

@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -450,5 +451,45 @@ func TestRepostPostsOnce(t *testing.T) {
 	}
 	if e := h.entry(t, env); e.Status != ledger.StatusSent || e.Attempts != 2 {
 		t.Fatalf("ledger = %+v", e)
+	}
+}
+
+// TestWaitingForTheBudgetHoldsNoConnection: the post's slot of the shared
+// C2S budget is taken before the lead's exclusive section opens, so a
+// delivery waiting for its turn holds no pooled connection (a pool smaller
+// than the handlers would otherwise starve), and a refusal (the slot is
+// after the try's deadline) opens nothing and is a wait, not a failure.
+func TestWaitingForTheBudgetHoldsNoConnection(t *testing.T) {
+	h := newHarness(t, false)
+	n := h.notifier("1.9")
+	var held []int32
+	n.Slot = func(ctx context.Context) (context.Context, error) {
+		held = append(held, h.pool.Stat().AcquiredConns())
+		return ctx, nil
+	}
+	env, in := enriched(t, "k1")
+	if err := n.Enriched(context.Background(), env, in); err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 1 || held[0] != 0 {
+		t.Fatalf("connections held while waiting for the slot: %v, want one wait holding 0", held)
+	}
+	if msgs := h.crm.Messages(); len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+
+	refused := failure.RateLimited("rate budget c2s", time.Minute, errors.New("next slot after the deadline"))
+	n.Slot = func(ctx context.Context) (context.Context, error) { return ctx, refused }
+	env2, in2 := enriched(t, "k2")
+	err := n.Enriched(context.Background(), env2, in2)
+	if !failure.ShouldWait(err) || failure.RetryAfterOf(err) != time.Minute {
+		t.Fatalf("err = %v, want the budget's wait (the router waits, no delivery spent)", err)
+	}
+	var entries int
+	if err := h.pool.QueryRow(context.Background(), `SELECT count(*) FROM pipeline.notifications WHERE run_key = 'k2'`).Scan(&entries); err != nil {
+		t.Fatal(err)
+	}
+	if entries != 0 || len(h.crm.Messages()) != 1 {
+		t.Fatalf("a refused slot opened %d deliveries and left %d messages; want 0 and 1", entries, len(h.crm.Messages()))
 	}
 }

@@ -58,11 +58,11 @@ func Setup(cfg Config) platform.Setup {
 // NewApplication builds the use case on real clients. Component tests call
 // it with a Config pointing at the simulators.
 func NewApplication(cfg Config, d *platform.Deps) (*app.Resolver, error) {
-	port, err := cfg.C2S.Port(d.Registry, &d.Log, clients.WithPool(d.Pool))
+	port, err := cfg.C2S.Port(d.Registry, &d.Log, clients.WithPool(d.Budgets))
 	if err != nil {
 		return nil, err
 	}
-	dir, err := cfg.Diretrix.Client(d.Registry, &d.Log, clients.WithPool(d.Pool))
+	dir, err := cfg.Diretrix.Client(d.Registry, &d.Log, clients.WithPool(d.Budgets))
 	if err != nil {
 		return nil, err
 	}
