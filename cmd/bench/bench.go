@@ -145,6 +145,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	time.Sleep(5 * time.Second)
 	for _, s := range t.procs {
 		s.idle = rss(s.cmd.Process.Pid)
+		s.idleAnon = rssAnon(s.cmd.Process.Pid)
 	}
 
 	// Cold start: the first webhooks the edge ever answers, one at a time,
@@ -385,7 +386,7 @@ func report(o options, round int, p, f *result) {
 			continue
 		}
 		for _, s := range r.procs {
-			v := fmt.Sprintf("%.1f / %.1f MB", float64(s.idle)/1024, float64(s.peak.Load())/1024)
+			v := fmt.Sprintf("%.1f / %.1f MB (idle anonymous %.1f MB)", float64(s.idle)/1024, float64(s.peak.Load())/1024, float64(s.idleAnon)/1024)
 			pc, fc, target := v, "", "≤ 20 / ≤ 64 MB"
 			if r.kind == "floor" {
 				pc, fc, target = "", v, ""

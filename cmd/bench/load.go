@@ -174,13 +174,20 @@ func sampler(ctx context.Context, e *env, procs []*service, pg *backendCPU) func
 }
 
 // rss reads VmRSS (KiB) from /proc.
-func rss(pid int) int64 {
+func rss(pid int) int64 { return procStatus(pid, "VmRSS:") }
+
+// rssAnon reads RssAnon (KiB): the process's own memory, without the
+// binary's file-backed pages (shared and reclaimable).
+func rssAnon(pid int) int64 { return procStatus(pid, "RssAnon:") }
+
+// procStatus reads one "<key> <n> kB" line of /proc/<pid>/status.
+func procStatus(pid int, key string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, key) {
 			f := strings.Fields(line)
 			if len(f) >= 2 {
 				n, _ := strconv.ParseInt(f[1], 10, 64)

@@ -129,8 +129,10 @@ func (e *env) close() {
 	if e.admin != nil {
 		e.admin.Close(context.Background())
 	}
-	if e.drop != nil {
+	if e.drop != nil && os.Getenv("BENCH_KEEP_DB") == "" {
 		e.drop()
+	} else if e.drop != nil {
+		fmt.Fprintf(os.Stderr, "kept the database (BENCH_KEEP_DB): %s\n", dbName(e.dbURL))
 	}
 	os.RemoveAll(e.dir)
 }
@@ -274,12 +276,13 @@ func (e *env) simRequests() int64 {
 
 // service is one process of a target.
 type service struct {
-	name  string
-	cmd   *exec.Cmd
-	idle  int64 // KiB
-	peak  atomic.Int64
-	ready string        // URL answering 200 once it is up
-	cpu   time.Duration // user + system CPU over the process's life, once it exited
+	name     string
+	cmd      *exec.Cmd
+	idle     int64 // KiB
+	idleAnon int64 // KiB, RssAnon
+	peak     atomic.Int64
+	ready    string        // URL answering 200 once it is up
+	cpu      time.Duration // user + system CPU over the process's life, once it exited
 }
 
 // target is a running system under test: the product's four processes or
@@ -485,4 +488,16 @@ func waitOK(url string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s not ready", url)
+}
+
+// dbName is a database URL's database name (no credentials).
+func dbName(raw string) string {
+	if i := strings.LastIndex(raw, "/"); i >= 0 {
+		name := raw[i+1:]
+		if j := strings.IndexByte(name, '?'); j >= 0 {
+			name = name[:j]
+		}
+		return name
+	}
+	return "?"
 }

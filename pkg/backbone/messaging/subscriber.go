@@ -94,6 +94,9 @@ func (s *pullSubscriber) Close() error {
 	return nil
 }
 
+// minPull is the smallest batch asked for while another request is open.
+func (s *pullSubscriber) minPull() int { return max(1, s.spec.Workers/4) }
+
 // pullRequest is one request at the server: its reply subject, how many
 // messages it asked for, how many came, and when it is over for sure.
 type pullRequest struct {
@@ -130,7 +133,10 @@ func (s *pullSubscriber) pump(sub *nats.Subscription, msgs chan *nats.Msg, inbox
 	for {
 		now := time.Now()
 		if !now.Before(notBefore) {
-			if idle := s.spec.Workers - int(s.busy.Load()) - outstanding; idle > 0 {
+			// One request per freed handler would cost a NATS round trip per
+			// message under load: while a request is still open, ask again
+			// only once a quarter of the handlers are idle.
+			if idle := s.spec.Workers - int(s.busy.Load()) - outstanding; idle > 0 && (outstanding == 0 || idle >= s.minPull()) {
 				seq++
 				reply := inbox + "." + strconv.Itoa(seq)
 				body := fmt.Sprintf(`{"batch":%d,"expires":%d}`, idle, s.expires.Nanoseconds())
