@@ -23,6 +23,7 @@ type options struct {
 	steadyLeads                         int
 	cold, warm                          int
 	simLatency                          time.Duration
+	serviceEnv                          []string // extra KEY=VALUE for every product service
 }
 
 // result is one target's measurements in one round.

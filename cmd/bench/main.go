@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/buildinfo"
@@ -39,6 +40,13 @@ func main() {
 	flag.IntVar(&o.cold, "cold", 20, "cold start: webhooks timed one at a time right after start-up")
 	flag.IntVar(&o.warm, "warm", 100, "cold start: webhooks timed one at a time after the cold ones (their p50 is the warm reference)")
 	flag.DurationVar(&o.simLatency, "sim-latency", 0, "latency every simulator adds to every call (subtracted, times calls per lead, from end to end as upstream time)")
+	flag.Func("service-env", "KEY=VALUE added to every product service's environment (repeatable), e.g. GOMAXPROCS=1", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		o.serviceEnv = append(o.serviceEnv, v)
+		return nil
+	})
 	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	if *version {

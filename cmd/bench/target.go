@@ -343,6 +343,7 @@ func startProduct(e *env, o options, bins string) (*target, error) {
 		"RESOLVER_WORKERS="+w, "ENRICHER_WORKERS="+w, "NOTIFIER_WORKERS="+w,
 		"DB_MAX_CONNS=10",
 	)
+	env = append(env, o.serviceEnv...)
 	t := &target{kind: "product", base: "http://127.0.0.1:" + strconv.Itoa(port), stream: "LEADS"}
 	for _, n := range stack.Services {
 		ready, senv := t.base+"/ready", env

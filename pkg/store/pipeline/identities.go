@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -43,33 +44,25 @@ func (r Identities) KnownEmail(ctx context.Context, email string) (string, bool,
 	return r.known(ctx, knownEmailSQL, email)
 }
 
-// KnownBoth answers KnownPhone and KnownEmail in one round trip (one
-// batch, one implicit read-only transaction).
+// KnownBoth answers KnownPhone and KnownEmail in one statement (one round
+// trip, one implicit read-only transaction).
 func (r Identities) KnownBoth(ctx context.Context, phone, email string) (phoneCPF string, phoneFound bool, emailCPF string, emailFound bool, err error) {
-	b := &pgx.Batch{}
-	b.Queue(knownPhoneSQL, phone)
-	b.Queue(knownEmailSQL, email)
-	res := r.Pool.SendBatch(ctx, b)
-	scan := func() (string, bool, error) {
-		var cpf string
-		err := res.QueryRow().Scan(&cpf)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return "", false, nil
-		}
-		return cpf, err == nil, err
-	}
-	phoneCPF, phoneFound, err = scan()
-	if err == nil {
-		emailCPF, emailFound, err = scan()
-	}
-	if cerr := res.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	var p, e *string
+	if err = r.Pool.QueryRow(ctx, knownBothSQL, phone, email).Scan(&p, &e); err != nil {
 		return "", false, "", false, store.Classify("identities.known", err)
+	}
+	if p != nil {
+		phoneCPF, phoneFound = *p, true
+	}
+	if e != nil {
+		emailCPF, emailFound = *e, true
 	}
 	return phoneCPF, phoneFound, emailCPF, emailFound, nil
 }
+
+// knownBothSQL is both lookups as scalar subqueries: the phone's with $1,
+// the email's with $2 (NULL when unknown).
+var knownBothSQL = "SELECT (" + knownPhoneSQL + "), (" + strings.ReplaceAll(knownEmailSQL, "$1", "$2") + ")"
 
 func (r Identities) known(ctx context.Context, sql, value string) (string, bool, error) {
 	var cpf string
@@ -90,23 +83,36 @@ type Learnt struct {
 
 // SaveResolution writes, in one batch (one round trip, one implicit
 // transaction), the identities learnt, the lead's last resolved contacts
-// and the trace step.
+// and the decided outcome (one statement), then the trace step.
 func (r Identities) SaveResolution(ctx context.Context, env events.Envelope, learnt []Learnt, phone, email string, step runs.Outcome) error {
-	b := &pgx.Batch{}
+	kinds, values, cpfs, sources := make([]string, 0, len(learnt)), make([]string, 0, len(learnt)), make([]string, 0, len(learnt)), make([]string, 0, len(learnt))
 	for _, l := range learnt {
-		b.Queue(`INSERT INTO pipeline.identity_resolutions (kind, value, cpf, source)
-			VALUES ($1, $2, $3, $4) ON CONFLICT (kind, value) DO UPDATE SET cpf = EXCLUDED.cpf, resolved_at = now()`,
-			l.Kind, l.Value, l.CPF, l.Source)
+		kinds, values, cpfs, sources = append(kinds, l.Kind), append(values, l.Value), append(cpfs, l.CPF), append(sources, l.Source)
 	}
-	b.Queue(`INSERT INTO pipeline.lead_contacts (lead_id, phone, email) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
-		ON CONFLICT (lead_id) DO UPDATE SET phone = EXCLUDED.phone, email = EXCLUDED.email, updated_at = now()`,
-		env.LeadID, phone, email)
-	runs.QueueRecord(ctx, b, env, step)
+	var decided []byte // NULL when the event cannot be encoded: no outcome is kept
 	if payload, err := json.Marshal(env); err == nil {
-		b.Queue(`INSERT INTO pipeline.run_outcomes (run_id, stage, event) VALUES ($1, 'resolution', $2) ON CONFLICT DO NOTHING`, env.RunID, payload)
+		decided = payload
 	}
+	b := &pgx.Batch{}
+	b.Queue(saveResolutionSQL, kinds, values, cpfs, sources, env.LeadID, phone, email, env.RunID, decided)
+	runs.QueueRecord(ctx, b, env, step)
 	return store.Classify("identities.save", r.Pool.SendBatch(ctx, b).Close())
 }
+
+// saveResolutionSQL: the three writes are independent, so they share one
+// statement. A lead learns at most one value per kind, so no row is hit
+// twice by the upsert.
+const saveResolutionSQL = `WITH learnt AS (
+	INSERT INTO pipeline.identity_resolutions (kind, value, cpf, source)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+	ON CONFLICT (kind, value) DO UPDATE SET cpf = EXCLUDED.cpf, resolved_at = now()
+), contacts AS (
+	INSERT INTO pipeline.lead_contacts (lead_id, phone, email) VALUES ($5, NULLIF($6, ''), NULLIF($7, ''))
+	ON CONFLICT (lead_id) DO UPDATE SET phone = EXCLUDED.phone, email = EXCLUDED.email, updated_at = now()
+)
+INSERT INTO pipeline.run_outcomes (run_id, stage, event)
+SELECT $8, 'resolution', $9::jsonb WHERE $9::jsonb IS NOT NULL
+ON CONFLICT DO NOTHING`
 
 // DecidedResolution returns the resolution event already decided for a
 // run, if any.

@@ -178,10 +178,12 @@ func (p *Payloads) claimAndPay(ctx context.Context, cpf string, reuse Reuse, pay
 	// free before the transaction's writes are visible.
 	b = &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	b.Queue(`INSERT INTO pipeline.workapi_payloads (cpf, payload, fetched_at) VALUES ($1, $2, now())
+	b.Queue(`WITH answered AS (
+			UPDATE pipeline.workapi_attempts SET status = $4, finished_at = now() WHERE attempt_id = $3
+		)
+		INSERT INTO pipeline.workapi_payloads (cpf, payload, fetched_at) VALUES ($1, $2, now())
 		ON CONFLICT (cpf) DO UPDATE SET payload = EXCLUDED.payload, fetched_at = now(),
-		fetch_count = pipeline.workapi_payloads.fetch_count + 1`, cpf, []byte(fresh))
-	b.Queue(`UPDATE pipeline.workapi_attempts SET status = $2, finished_at = now() WHERE attempt_id = $1`, *id, AttemptAnswered)
+		fetch_count = pipeline.workapi_payloads.fetch_count + 1`, cpf, []byte(fresh), *id, AttemptAnswered)
 	b.Queue("COMMIT")
 	b.Queue(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey)
 	br := conn.SendBatch(ctx, b)
