@@ -48,6 +48,10 @@ type result struct {
 	withPersons int           // leads whose phone or email leads to somebody
 	runRows     int           // floor: pipeline.lead_runs rows written
 	pgCPU       time.Duration // CPU of the Postgres backends serving the target (their whole life)
+	// pgTrips and pgStmts are the product's Postgres round trips and
+	// statements, client side (leadflow_postgres_*_total of every process,
+	// read just before it stops); -1 when not measured (the floor).
+	pgTrips, pgStmts float64
 	benchCPU    time.Duration // CPU of this process (NATS server, simulators, load) from the first webhook on
 	load        [2]string     // machine load average when the target started and when it ended
 	check       error         // floor: messages or rows do not match the lead count
@@ -178,6 +182,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	stopAnalyze()
 	e.sampleBackends(ctx, &pg)
 	r.pgCPU, r.benchCPU, r.load[1] = pg.total(), selfCPU()-cpu0, loadAvg()
+	r.pgTrips, r.pgStmts = t.postgresWork()
 	t.stop()
 
 	// Costs: everything the target did since its database was migrated.
@@ -358,6 +363,12 @@ func report(o options, round int, p, f *result) {
 		func(r *result) string { return fmt.Sprintf("%.2f", ms(r.warmP50)) }, "", "")
 	per := func(v float64, r *result) string { return fmt.Sprintf("%.2f", v/float64(r.leads)) }
 	row("Postgres transactions (xact_commit) per lead", func(r *result) string { return per(float64(r.pg.commits), r) }, "", "")
+	row("Postgres round trips / statements per lead (client side)", func(r *result) string {
+		if r.pgTrips < 0 {
+			return "-"
+		}
+		return per(r.pgTrips, r) + " / " + per(r.pgStmts, r)
+	}, "", "")
 	row("Postgres rows inserted / updated / deleted per lead", func(r *result) string {
 		return per(float64(r.pg.inserted), r) + " / " + per(float64(r.pg.updated), r) + " / " + per(float64(r.pg.deleted), r)
 	}, "", "")

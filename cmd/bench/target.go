@@ -410,6 +410,44 @@ func startFloor(e *env, o options, bins string) (*target, error) {
 	return t, nil
 }
 
+// postgresWork sums the product processes' Postgres round trips and
+// statements from their /metrics (ingest's on its edge, the workers' on
+// their health ports); -1, -1 for the floor or when a scrape fails.
+func (t *target) postgresWork() (trips, stmts float64) {
+	if t.kind != "product" {
+		return -1, -1
+	}
+	for i, s := range t.procs {
+		url := strings.TrimSuffix(s.ready, "/ready") + "/metrics"
+		if i == 0 {
+			url = t.base + "/metrics"
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			return -1, -1
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			name, val, ok := strings.Cut(line, " ")
+			if !ok {
+				continue
+			}
+			v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			if err != nil {
+				continue
+			}
+			switch name {
+			case "leadflow_postgres_round_trips_total":
+				trips += v
+			case "leadflow_postgres_statements_total":
+				stmts += v
+			}
+		}
+	}
+	return trips, stmts
+}
+
 // stop ends every process with SIGTERM (SIGCONT first, in case it was
 // paused) and waits for it.
 func (t *target) stop() {

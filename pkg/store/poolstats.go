@@ -6,10 +6,11 @@ import (
 )
 
 // PoolCollector exports pgxpool.Stat() at scrape time: connections in use,
-// idle and open, and the cumulative time spent waiting for one.
+// idle and open, and the cumulative time spent waiting for one; and the
+// process's Postgres round trips and statements (all its pools).
 type PoolCollector struct {
-	pool                        *pgxpool.Pool
-	acquired, idle, total, wait *prometheus.Desc
+	pool                                      *pgxpool.Pool
+	acquired, idle, total, wait, trips, stmts *prometheus.Desc
 }
 
 // NewPoolCollector reads pool's statistics.
@@ -21,6 +22,10 @@ func NewPoolCollector(pool *pgxpool.Pool) *PoolCollector {
 		total:    prometheus.NewDesc("leadflow_pgxpool_total_conns", "Postgres pool connections open.", nil, nil),
 		wait: prometheus.NewDesc("leadflow_pgxpool_acquire_wait_seconds_total",
 			"Cumulative time spent waiting to acquire a Postgres connection.", nil, nil),
+		trips: prometheus.NewDesc("leadflow_postgres_round_trips_total",
+			"Round trips to Postgres by this process (a statement, or a batch of them).", nil, nil),
+		stmts: prometheus.NewDesc("leadflow_postgres_statements_total",
+			"Statements sent to Postgres by this process (each statement of a batch counts).", nil, nil),
 	}
 }
 
@@ -30,6 +35,8 @@ func (c *PoolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.idle
 	ch <- c.total
 	ch <- c.wait
+	ch <- c.trips
+	ch <- c.stmts
 }
 
 // Collect implements prometheus.Collector.
@@ -40,4 +47,6 @@ func (c *PoolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(st.TotalConns()))
 	// Only acquisitions that had to wait count (EmptyAcquireWaitTime).
 	ch <- prometheus.MustNewConstMetric(c.wait, prometheus.CounterValue, st.EmptyAcquireWaitTime().Seconds())
+	ch <- prometheus.MustNewConstMetric(c.trips, prometheus.CounterValue, float64(roundTrips.Load()))
+	ch <- prometheus.MustNewConstMetric(c.stmts, prometheus.CounterValue, float64(statements.Load()))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -76,8 +77,16 @@ func kindOf(err error) string {
 	return "connection"
 }
 
+// roundTrips and statements count this process's Postgres work (every
+// pool opened by Open): a query or exec is one round trip and one
+// statement; a batch is one round trip carrying its statements. They are
+// exported by PoolCollector (cmd/bench reads them per lead).
+var roundTrips, statements atomic.Int64
+
 // TraceQueryStart implements pgx.QueryTracer.
 func (queryTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	roundTrips.Add(1)
+	statements.Add(1)
 	attrs := sqlAttrs(d.SQL)
 	return start(ctx, "postgres "+attrs[1].Value.AsString(), attrs...)
 }
@@ -89,6 +98,7 @@ func (queryTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceQu
 
 // TraceBatchStart implements pgx.BatchTracer.
 func (queryTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	roundTrips.Add(1)
 	n := 0
 	if d.Batch != nil {
 		n = d.Batch.Len()
@@ -99,6 +109,7 @@ func (queryTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.Trace
 
 // TraceBatchQuery implements pgx.BatchTracer: each statement is an event.
 func (queryTracer) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	statements.Add(1)
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return

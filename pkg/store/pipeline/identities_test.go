@@ -36,7 +36,7 @@ func TestKnownBothAnswersEachIdentifier(t *testing.T) {
 	}
 	ids := pipeline.Identities{Pool: pool}
 	for _, c := range []struct {
-		phone, email       string
+		phone, email        string
 		wantPhone, wantMail string
 	}{
 		{"11987650123", "b@example.com", "31860457207", "52998224725"},
