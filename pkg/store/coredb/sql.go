@@ -1,7 +1,7 @@
 package coredb
 
-// Every write statement takes the CPF as $1 and finds the entity again with
-// entityCTE. Under the per-CPF advisory lock and READ COMMITTED this always
+// Both write statements (sqlEntity, sqlDetails) take the CPF as $1 and find
+// the entity with entityCTE. Under the per-CPF advisory lock and READ COMMITTED this always
 // names the same row, and it spares a client round trip to carry the id
 // from one statement to the next.
 
@@ -43,108 +43,120 @@ SELECT entity_id::text, false FROM upd
 UNION ALL
 SELECT entity_id::text, true FROM ins`
 
-// $2 sex, $3 birth date (ISO), $4 nationality, $5 marital status,
-// $6 education level, $7 metadata. Existing columns win (COALESCE); the
-// metadata merge is existing || new, as DB.md says.
-const sqlProfile = `WITH ` + entityCTE + `
-INSERT INTO core.entity_profiles AS p (entity_id, sex, birth_date, nationality, marital_status, education_level, metadata)
-SELECT e.entity_id, $2::text, $3::text::date, $4::text, $5::text, $6::text, $7::text::jsonb FROM e
-ON CONFLICT (entity_id) DO UPDATE SET
-	sex = COALESCE(p.sex, EXCLUDED.sex),
-	birth_date = COALESCE(p.birth_date, EXCLUDED.birth_date),
-	nationality = COALESCE(p.nationality, EXCLUDED.nationality),
-	marital_status = COALESCE(p.marital_status, EXCLUDED.marital_status),
-	education_level = COALESCE(p.education_level, EXCLUDED.education_level),
-	metadata = p.metadata || EXCLUDED.metadata,
-	updated_at = now()`
+// The profile: existing columns win (COALESCE); the metadata merge is
+// existing || new, as DB.md says. The financial year: latest wins, every
+// value column is replaced, NULLs included. Contacts: the arrays are the
+// payload's entries in order, deduplicated. Only ordinal 1 may become
+// primary, and only if no primary existed before. clock_timestamp() keeps
+// the payload order visible in created_at. The entity's current contacts are
+// read once, by entity_id (an index scan even on tables never analysed),
+// instead of anti-joining the whole table. An address counts as linked when
+// (street, number, zip digits) match, legacy empty strings counting as NULL;
+// address ids are drawn in a MATERIALIZED CTE so both inserts see the same
+// ids.
 
-// $2 year, $3 income, $4 credit score, $5 risk, $6 metadata. Latest wins:
-// every value column is replaced, NULLs included.
-const sqlFinancial = `WITH ` + entityCTE + `,
-upd AS (
+// sqlDetails writes a person's profile, financial year, e-mails, phones and
+// addresses in one statement, after sqlEntity (so e finds the entity, also
+// a new one: the same transaction). Each part is the statement it replaces
+// (sqlProfile, sqlFinancial, sqlEmails, sqlPhones, sqlAddresses), as a
+// data-modifying CTE on its own tables: one entity lookup and one statement
+// per person instead of five. Data-modifying CTEs always run to completion.
+//
+// $1 CPF; profile $2..$7 (as sqlProfile); financial $8 (write it?), $9 year,
+// $10 income, $11 credit score, $12 risk, $13 metadata; e-mails $14..$16;
+// phones $17..$21; addresses $22..$29. Returns the e-mails, phones and
+// address links added.
+const sqlDetails = `WITH ` + entityCTE + `,
+prof AS (
+	INSERT INTO core.entity_profiles AS p (entity_id, sex, birth_date, nationality, marital_status, education_level, metadata)
+	SELECT e.entity_id, $2::text, $3::text::date, $4::text, $5::text, $6::text, $7::text::jsonb FROM e
+	ON CONFLICT (entity_id) DO UPDATE SET
+		sex = COALESCE(p.sex, EXCLUDED.sex),
+		birth_date = COALESCE(p.birth_date, EXCLUDED.birth_date),
+		nationality = COALESCE(p.nationality, EXCLUDED.nationality),
+		marital_status = COALESCE(p.marital_status, EXCLUDED.marital_status),
+		education_level = COALESCE(p.education_level, EXCLUDED.education_level),
+		metadata = p.metadata || EXCLUDED.metadata,
+		updated_at = now()
+),
+fin_upd AS (
 	UPDATE core.entity_financials f SET
-		reported_income = $3::text::numeric,
-		credit_score = $4::int,
-		risk_score = $5::text::numeric,
+		reported_income = $10::text::numeric,
+		credit_score = $11::int,
+		risk_score = $12::text::numeric,
 		source = 'api',
 		confidence = 'high',
-		metadata = $6::text::jsonb,
+		metadata = $13::text::jsonb,
 		updated_at = now()
-	WHERE f.entity_id = (SELECT entity_id FROM e) AND f.financial_year = $2::int AND f.financial_month IS NULL
+	WHERE $8::bool AND f.entity_id = (SELECT entity_id FROM e) AND f.financial_year = $9::int AND f.financial_month IS NULL
 	RETURNING f.id
-)
-INSERT INTO core.entity_financials (entity_id, financial_year, financial_month, reported_income, credit_score, risk_score, source, confidence, metadata)
-SELECT e.entity_id, $2::int, NULL, $3::text::numeric, $4::int, $5::text::numeric, 'api', 'high', $6::text::jsonb
-FROM e WHERE NOT EXISTS (SELECT 1 FROM upd)`
-
-// Contacts: the arrays are the payload's entries in order, deduplicated. Only
-// ordinal 1 may become primary, and only if no primary existed before.
-// clock_timestamp() keeps the payload order visible in created_at. The
-// entity's current contacts are read once, by entity_id (an index scan even
-// on tables never analysed), instead of anti-joining the whole table.
-
-// $2 emails, $3 verified, $4 metadata.
-const sqlEmails = `WITH ` + entityCTE + `,
-cur AS MATERIALIZED (
+),
+fin_ins AS (
+	INSERT INTO core.entity_financials (entity_id, financial_year, financial_month, reported_income, credit_score, risk_score, source, confidence, metadata)
+	SELECT e.entity_id, $9::int, NULL, $10::text::numeric, $11::int, $12::text::numeric, 'api', 'high', $13::text::jsonb
+	FROM e WHERE $8::bool AND NOT EXISTS (SELECT 1 FROM fin_upd)
+),
+em_cur AS MATERIALIZED (
 	SELECT lower(x.email) AS email, x.is_primary FROM core.entity_emails x
 	WHERE x.entity_id = (SELECT entity_id FROM e)
 ),
-src AS (SELECT * FROM unnest($2::text[], $3::bool[], $4::text[]) WITH ORDINALITY AS s(email, verified, meta, ord))
-INSERT INTO core.entity_emails (entity_id, email, email_type, is_primary, is_verified, metadata, created_at)
-SELECT e.entity_id, s.email, 'personal', s.ord = 1 AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.is_primary),
-	s.verified, s.meta::jsonb, clock_timestamp()
-FROM e CROSS JOIN src s
-WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.email = s.email)
-ORDER BY s.ord`
-
-// $2 phones, $3 types, $4 whatsapp, $5 carriers, $6 metadata.
-const sqlPhones = `WITH ` + entityCTE + `,
-cur AS MATERIALIZED (
+em_src AS (SELECT * FROM unnest($14::text[], $15::bool[], $16::text[]) WITH ORDINALITY AS s(email, verified, meta, ord)),
+em_ins AS (
+	INSERT INTO core.entity_emails (entity_id, email, email_type, is_primary, is_verified, metadata, created_at)
+	SELECT e.entity_id, s.email, 'personal', s.ord = 1 AND NOT EXISTS (SELECT 1 FROM em_cur WHERE em_cur.is_primary),
+		s.verified, s.meta::jsonb, clock_timestamp()
+	FROM e CROSS JOIN em_src s
+	WHERE NOT EXISTS (SELECT 1 FROM em_cur WHERE em_cur.email = s.email)
+	ORDER BY s.ord
+	RETURNING 1
+),
+ph_cur AS MATERIALIZED (
 	SELECT x.phone, x.is_primary FROM core.entity_phones x
 	WHERE x.entity_id = (SELECT entity_id FROM e) AND x.phone IS NOT NULL -- the only entity_id index is partial
 ),
-src AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bool[], $5::text[], $6::text[]) WITH ORDINALITY AS s(phone, phone_type, whatsapp, carrier, meta, ord))
-INSERT INTO core.entity_phones (entity_id, phone, phone_type, is_primary, is_whatsapp, carrier, metadata, created_at)
-SELECT e.entity_id, s.phone, s.phone_type, s.ord = 1 AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.is_primary),
-	s.whatsapp, s.carrier, s.meta::jsonb, clock_timestamp()
-FROM e CROSS JOIN src s
-WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.phone = s.phone)
-ORDER BY s.ord`
-
-// $2..$9 street_type, street, number, complement, neighborhood, city, state,
-// zip_code. An address counts as linked when (street, number, zip digits)
-// match, legacy empty strings counting as NULL. Address ids are drawn in a
-// MATERIALIZED CTE so both inserts see the same ids.
-const sqlAddresses = `WITH ` + entityCTE + `,
-links AS MATERIALIZED (
+ph_src AS (SELECT * FROM unnest($17::text[], $18::text[], $19::bool[], $20::text[], $21::text[]) WITH ORDINALITY AS s(phone, phone_type, whatsapp, carrier, meta, ord)),
+ph_ins AS (
+	INSERT INTO core.entity_phones (entity_id, phone, phone_type, is_primary, is_whatsapp, carrier, metadata, created_at)
+	SELECT e.entity_id, s.phone, s.phone_type, s.ord = 1 AND NOT EXISTS (SELECT 1 FROM ph_cur WHERE ph_cur.is_primary),
+		s.whatsapp, s.carrier, s.meta::jsonb, clock_timestamp()
+	FROM e CROSS JOIN ph_src s
+	WHERE NOT EXISTS (SELECT 1 FROM ph_cur WHERE ph_cur.phone = s.phone)
+	ORDER BY s.ord
+	RETURNING 1
+),
+ad_links AS MATERIALIZED (
 	SELECT x.address_id, x.is_primary FROM core.entity_addresses x
 	WHERE x.entity_id = (SELECT entity_id FROM e)
 ),
-cur AS MATERIALIZED (
+ad_cur AS MATERIALIZED (
 	SELECT coalesce(a.street, '') AS street, coalesce(a.number, '') AS number,
 		regexp_replace(coalesce(a.zip_code, ''), '[^0-9]', '', 'g') AS zip_code
 	FROM core.addresses a
-	WHERE a.id = ANY (ARRAY(SELECT address_id FROM links)) -- primary-key lookups, never a hash join
+	WHERE a.id = ANY (ARRAY(SELECT address_id FROM ad_links)) -- primary-key lookups, never a hash join
 ),
-src AS (
-	SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+ad_src AS (
+	SELECT * FROM unnest($22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[])
 		WITH ORDINALITY AS s(street_type, street, number, complement, neighborhood, city, state, zip_code, ord)
 ),
-todo AS MATERIALIZED (
-	SELECT gen_random_uuid() AS id, s.* FROM e CROSS JOIN src s
+ad_todo AS MATERIALIZED (
+	SELECT gen_random_uuid() AS id, s.* FROM e CROSS JOIN ad_src s
 	WHERE NOT EXISTS (
-		SELECT 1 FROM cur
-		WHERE cur.street = coalesce(s.street, '') AND cur.number = coalesce(s.number, '')
-			AND cur.zip_code = coalesce(s.zip_code, '')
+		SELECT 1 FROM ad_cur
+		WHERE ad_cur.street = coalesce(s.street, '') AND ad_cur.number = coalesce(s.number, '')
+			AND ad_cur.zip_code = coalesce(s.zip_code, '')
 	)
 ),
-addr AS (
+ad_ins AS (
 	INSERT INTO core.addresses (id, street_type, street, number, complement, neighborhood, city, state, zip_code, created_at)
 	SELECT id, street_type, street, number, complement, neighborhood, city, state, zip_code, clock_timestamp()
-	FROM todo ORDER BY ord
+	FROM ad_todo ORDER BY ord
+),
+ad_link AS (
+	INSERT INTO core.entity_addresses (entity_id, address_id, address_type, is_primary, is_current, data_source, created_at)
+	SELECT e.entity_id, t.id, 'residential', t.ord = 1 AND NOT EXISTS (SELECT 1 FROM ad_links WHERE ad_links.is_primary),
+		true, 'api', clock_timestamp()
+	FROM e CROSS JOIN ad_todo t
+	ORDER BY t.ord
+	RETURNING 1
 )
-INSERT INTO core.entity_addresses (entity_id, address_id, address_type, is_primary, is_current, data_source, created_at)
-SELECT e.entity_id, t.id, 'residential', t.ord = 1 AND NOT EXISTS (SELECT 1 FROM links WHERE links.is_primary),
-	true, 'api', clock_timestamp()
-FROM e CROSS JOIN todo t
-ORDER BY t.ord`
+SELECT (SELECT count(*) FROM em_ins)::int, (SELECT count(*) FROM ph_ins)::int, (SELECT count(*) FROM ad_link)::int`

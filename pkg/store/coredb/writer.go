@@ -110,40 +110,42 @@ func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, leadID s
 	return res, nil
 }
 
-// queuePerson queues one person's statements (after the locks).
+// queuePerson queues one person's two statements (after the locks): the
+// entity, then everything hanging from it (sqlDetails).
 func queuePerson(b *pgx.Batch, r personRows, cpf string, year int32) {
 	b.Queue(sqlEntity, cpf, null(r.entity.name), null(r.entity.canonicalName), null(r.entity.leadID))
 	pr := r.profile
-	b.Queue(sqlProfile, cpf, null(pr.sex), null(pr.birthDate), null(pr.nationality),
-		null(pr.maritalStatus), null(pr.educationLevel), string(pr.metadata))
+	args := []any{cpf, null(pr.sex), null(pr.birthDate), null(pr.nationality),
+		null(pr.maritalStatus), null(pr.educationLevel), string(pr.metadata)}
 	if f := r.financial; f != nil {
-		b.Queue(sqlFinancial, cpf, year, null(f.income), f.creditScore,
-			null(f.riskScore), string(f.metadata))
+		args = append(args, true, year, null(f.income), f.creditScore, null(f.riskScore), string(f.metadata))
+	} else {
+		args = append(args, false, year, nil, nil, nil, nil)
 	}
-	if len(r.emails) > 0 {
-		emails, verified, meta := make([]string, len(r.emails)), make([]bool, len(r.emails)), make([]string, len(r.emails))
-		for i, e := range r.emails {
-			emails[i], verified[i], meta[i] = e.email, e.verified, e.metadata
+	emails, verified, emeta := make([]string, len(r.emails)), make([]bool, len(r.emails)), make([]string, len(r.emails))
+	for i, e := range r.emails {
+		emails[i], verified[i], emeta[i] = e.email, e.verified, e.metadata
+	}
+	args = append(args, emails, verified, emeta)
+	n := len(r.phones)
+	phones, types, whatsapp, carriers, pmeta := make([]string, n), make([]string, n), make([]bool, n), make([]*string, n), make([]string, n)
+	for i, ph := range r.phones {
+		phones[i], types[i], whatsapp[i], carriers[i], pmeta[i] = ph.phone, ph.phoneType, ph.whatsapp, nullable(ph.carrier), ph.metadata
+	}
+	args = append(args, phones, types, whatsapp, carriers, pmeta)
+	var cols [8][]*string
+	for i := range cols {
+		cols[i] = make([]*string, 0, len(r.addresses))
+	}
+	for _, a := range r.addresses {
+		for i, v := range []string{a.streetType, a.street, a.number, a.complement, a.neighborhood, a.city, a.state, a.zipCode} {
+			cols[i] = append(cols[i], nullable(v))
 		}
-		b.Queue(sqlEmails, cpf, emails, verified, meta)
 	}
-	if len(r.phones) > 0 {
-		n := len(r.phones)
-		phones, types, whatsapp, carriers, meta := make([]string, n), make([]string, n), make([]bool, n), make([]*string, n), make([]string, n)
-		for i, ph := range r.phones {
-			phones[i], types[i], whatsapp[i], carriers[i], meta[i] = ph.phone, ph.phoneType, ph.whatsapp, nullable(ph.carrier), ph.metadata
-		}
-		b.Queue(sqlPhones, cpf, phones, types, whatsapp, carriers, meta)
+	for _, c := range cols {
+		args = append(args, c)
 	}
-	if len(r.addresses) > 0 {
-		var cols [8][]*string
-		for _, a := range r.addresses {
-			for i, v := range []string{a.streetType, a.street, a.number, a.complement, a.neighborhood, a.city, a.state, a.zipCode} {
-				cols[i] = append(cols[i], nullable(v))
-			}
-		}
-		b.Queue(sqlAddresses, cpf, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7])
-	}
+	b.Queue(sqlDetails, args...)
 }
 
 func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []personRows, extra int) (out []Result, err error) {
@@ -171,38 +173,13 @@ func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []person
 		}
 	}
 	out = make([]Result, len(rows))
-	for i, r := range rows {
+	for i := range rows {
 		res := &out[i]
 		if err = br.QueryRow().Scan(&res.EntityID, &res.Created); err != nil {
 			return nil, err
 		}
-		if _, err = br.Exec(); err != nil { // profile
+		if err = br.QueryRow().Scan(&res.EmailsAdded, &res.PhonesAdded, &res.AddressesAdded); err != nil {
 			return nil, err
-		}
-		if r.financial != nil {
-			if _, err = br.Exec(); err != nil {
-				return nil, err
-			}
-		}
-		added := func(n *int) error {
-			tag, err := br.Exec()
-			*n = int(tag.RowsAffected())
-			return err
-		}
-		if len(r.emails) > 0 {
-			if err = added(&res.EmailsAdded); err != nil {
-				return nil, err
-			}
-		}
-		if len(r.phones) > 0 {
-			if err = added(&res.PhonesAdded); err != nil {
-				return nil, err
-			}
-		}
-		if len(r.addresses) > 0 {
-			if err = added(&res.AddressesAdded); err != nil {
-				return nil, err
-			}
 		}
 	}
 	for i := 0; i < extra; i++ { // the caller's statements
