@@ -1,48 +1,21 @@
 package coredb
 
-// Both write statements (sqlEntity, sqlDetails) take the CPF as $1 and find
-// the entity with entityCTE. Under the per-CPF advisory lock and READ COMMITTED this always
-// names the same row, and it spares a client round trip to carry the id
-// from one statement to the next.
-
-// Oldest row wins; entity_id breaks created_at ties so readers and writers
-// agree on the same row.
-const entityCTE = `e AS (
-	SELECT entity_id FROM core.entities
-	WHERE national_id = $1 AND entity_type = 'person'
-	ORDER BY created_at, entity_id
-	LIMIT 1
-)`
+// sqlPerson writes one person in one statement, under the per-CPF advisory
+// lock (sqlLock, earlier in the same transaction): the entity, then
+// everything hanging from it, each part a data-modifying CTE on its own
+// tables. Data-modifying CTEs always run to completion, and the foreign keys
+// are checked at the end of the statement, so the details may point at an
+// entity the same statement inserts: they take its id from e (the upsert's
+// RETURNING), not from a second lookup.
 
 // A 64-bit key derived in SQL, so any other writer of core.entities can take
 // the same lock without sharing Go code.
 const sqlLock = `SELECT pg_advisory_xact_lock(hashtextextended('core.entity:' || $1::text, 0))`
 
-// $2 name, $3 canonical_name, $4 lead id (NULL = no lead).
-const sqlEntity = `WITH ` + entityCTE + `,
-upd AS (
-	UPDATE core.entities t SET
-		name = CASE WHEN coalesce(btrim(t.name), '') = '' AND $2::text IS NOT NULL THEN $2::text ELSE t.name END,
-		canonical_name = CASE WHEN coalesce(btrim(t.canonical_name), '') = '' AND $3::text IS NOT NULL THEN $3::text ELSE t.canonical_name END,
-		is_enriched = true,
-		enriched_at = now(),
-		updated_at = now(),
-		metadata = CASE WHEN $4::text IS NULL THEN t.metadata
-			ELSE coalesce(t.metadata, '{}'::jsonb) || jsonb_build_object('c2s_lead_id', $4::text) END
-	WHERE t.entity_id = (SELECT entity_id FROM e)
-	RETURNING t.entity_id
-),
-ins AS (
-	INSERT INTO core.entities (entity_type, national_id, name, canonical_name, is_enriched, enriched_at, data_source, metadata)
-	SELECT 'person', $1, $2::text, $3::text, true, now(), 'api',
-		CASE WHEN $4::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('c2s_lead_id', $4::text) END
-	WHERE NOT EXISTS (SELECT 1 FROM e)
-	RETURNING entity_id
-)
-SELECT entity_id::text, false FROM upd
-UNION ALL
-SELECT entity_id::text, true FROM ins`
-
+// The entity: the oldest row with the CPF wins (entity_id breaks created_at
+// ties, so readers and writers agree on the same row); it is updated, or
+// inserted when there is none. Empty names are filled, never replaced.
+//
 // The profile: existing columns win (COALESCE); the metadata merge is
 // existing || new, as DB.md says. The financial year: latest wins, every
 // value column is replaced, NULLs included. Contacts: the arrays are the
@@ -54,19 +27,46 @@ SELECT entity_id::text, true FROM ins`
 // (street, number, zip digits) match, legacy empty strings counting as NULL;
 // address ids are drawn in a MATERIALIZED CTE so both inserts see the same
 // ids.
-
-// sqlDetails writes a person's profile, financial year, e-mails, phones and
-// addresses in one statement, after sqlEntity (so e finds the entity, also
-// a new one: the same transaction). Each part is the statement it replaces
-// (sqlProfile, sqlFinancial, sqlEmails, sqlPhones, sqlAddresses), as a
-// data-modifying CTE on its own tables: one entity lookup and one statement
-// per person instead of five. Data-modifying CTEs always run to completion.
 //
-// $1 CPF; profile $2..$7 (as sqlProfile); financial $8 (write it?), $9 year,
-// $10 income, $11 credit score, $12 risk, $13 metadata; e-mails $14..$16;
-// phones $17..$21; addresses $22..$29. Returns the e-mails, phones and
-// address links added.
-const sqlDetails = `WITH ` + entityCTE + `,
+// $1 CPF; profile $2 sex, $3 birth date (ISO), $4 nationality, $5 marital
+// status, $6 education level, $7 metadata; financial $8 (write it?), $9
+// year, $10 income, $11 credit score, $12 risk, $13 metadata; e-mails $14
+// emails, $15 verified, $16 metadata; phones $17 phones, $18 types, $19
+// whatsapp, $20 carriers, $21 metadata; addresses $22..$29 street_type,
+// street, number, complement, neighborhood, city, state, zip_code; entity
+// $30 name, $31 canonical name, $32 lead id (NULL = no lead). Returns the
+// entity id, whether it was created, and the e-mails, phones and address
+// links added.
+const sqlPerson = `WITH found AS (
+	SELECT entity_id FROM core.entities
+	WHERE national_id = $1 AND entity_type = 'person'
+	ORDER BY created_at, entity_id
+	LIMIT 1
+),
+upd AS (
+	UPDATE core.entities t SET
+		name = CASE WHEN coalesce(btrim(t.name), '') = '' AND $30::text IS NOT NULL THEN $30::text ELSE t.name END,
+		canonical_name = CASE WHEN coalesce(btrim(t.canonical_name), '') = '' AND $31::text IS NOT NULL THEN $31::text ELSE t.canonical_name END,
+		is_enriched = true,
+		enriched_at = now(),
+		updated_at = now(),
+		metadata = CASE WHEN $32::text IS NULL THEN t.metadata
+			ELSE coalesce(t.metadata, '{}'::jsonb) || jsonb_build_object('c2s_lead_id', $32::text) END
+	WHERE t.entity_id = (SELECT entity_id FROM found)
+	RETURNING t.entity_id
+),
+ins AS (
+	INSERT INTO core.entities (entity_type, national_id, name, canonical_name, is_enriched, enriched_at, data_source, metadata)
+	SELECT 'person', $1, $30::text, $31::text, true, now(), 'api',
+		CASE WHEN $32::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('c2s_lead_id', $32::text) END
+	WHERE NOT EXISTS (SELECT 1 FROM found)
+	RETURNING entity_id
+),
+e AS MATERIALIZED (
+	SELECT entity_id, false AS created FROM upd
+	UNION ALL
+	SELECT entity_id, true FROM ins
+),
 prof AS (
 	INSERT INTO core.entity_profiles AS p (entity_id, sex, birth_date, nationality, marital_status, education_level, metadata)
 	SELECT e.entity_id, $2::text, $3::text::date, $4::text, $5::text, $6::text, $7::text::jsonb FROM e
@@ -159,4 +159,4 @@ ad_link AS (
 	ORDER BY t.ord
 	RETURNING 1
 )
-SELECT (SELECT count(*) FROM em_ins)::int, (SELECT count(*) FROM ph_ins)::int, (SELECT count(*) FROM ad_link)::int`
+SELECT (SELECT entity_id::text FROM e), (SELECT created FROM e), (SELECT count(*) FROM em_ins)::int, (SELECT count(*) FROM ph_ins)::int, (SELECT count(*) FROM ad_link)::int`

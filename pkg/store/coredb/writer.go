@@ -51,9 +51,9 @@ func NewWriter(pool *pgxpool.Pool, incomeMultiplier decimal.Decimal) *Writer {
 var brt = time.FixedZone("BRT", -3*60*60)
 
 // WritePerson writes one person in one transaction. The whole transaction is
-// a single pipelined batch (BEGIN … COMMIT, one network round trip): every
-// statement after the advisory lock finds the entity again by CPF, which is
-// stable because the lock serialises writers of that CPF.
+// a single pipelined batch (BEGIN … COMMIT, one network round trip): after
+// the advisory lock, one statement per person (sqlPerson) finds the entity
+// by CPF, which is stable because the lock serialises writers of that CPF.
 func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID string) (Result, error) {
 	rs, err := w.WritePersons(ctx, []*person.Person{p}, leadID, nil)
 	if err != nil {
@@ -110,10 +110,8 @@ func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, leadID s
 	return res, nil
 }
 
-// queuePerson queues one person's two statements (after the locks): the
-// entity, then everything hanging from it (sqlDetails).
+// queuePerson queues one person's statement (after the locks): sqlPerson.
 func queuePerson(b *pgx.Batch, r personRows, cpf string, year int32) {
-	b.Queue(sqlEntity, cpf, null(r.entity.name), null(r.entity.canonicalName), null(r.entity.leadID))
 	pr := r.profile
 	args := []any{cpf, null(pr.sex), null(pr.birthDate), null(pr.nationality),
 		null(pr.maritalStatus), null(pr.educationLevel), string(pr.metadata)}
@@ -145,7 +143,8 @@ func queuePerson(b *pgx.Batch, r personRows, cpf string, year int32) {
 	for _, c := range cols {
 		args = append(args, c)
 	}
-	b.Queue(sqlDetails, args...)
+	args = append(args, null(r.entity.name), null(r.entity.canonicalName), null(r.entity.leadID))
+	b.Queue(sqlPerson, args...)
 }
 
 func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []personRows, extra int) (out []Result, err error) {
@@ -175,10 +174,7 @@ func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []person
 	out = make([]Result, len(rows))
 	for i := range rows {
 		res := &out[i]
-		if err = br.QueryRow().Scan(&res.EntityID, &res.Created); err != nil {
-			return nil, err
-		}
-		if err = br.QueryRow().Scan(&res.EmailsAdded, &res.PhonesAdded, &res.AddressesAdded); err != nil {
+		if err = br.QueryRow().Scan(&res.EntityID, &res.Created, &res.EmailsAdded, &res.PhonesAdded, &res.AddressesAdded); err != nil {
 			return nil, err
 		}
 	}
