@@ -114,7 +114,9 @@ func (b *tab) poll(what, expr string, within time.Duration) {
 // asked to.
 func (b *tab) capture(name string) {
 	b.t.Helper()
-	b.seen.add(name, run(b, chromedp.OuterHTML(chromedp.CSS("html"))))
+	// Read in the page's current document: a node id taken just before a
+	// form's navigation finishes would name a node that no longer exists.
+	b.seen.add(name, run(b, chromedp.Evaluate[string](`document.documentElement.outerHTML`)))
 	unlabeled := run(b, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button'))
 		.filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !(e.tagName === 'BUTTON' && e.textContent.trim()))
 		.map(e => e.outerHTML.slice(0, 120))`))
