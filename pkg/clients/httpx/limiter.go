@@ -70,9 +70,9 @@ type heldSlot struct {
 // that context spends the held slot instead of taking another. A caller
 // uses it to wait for the budget before it takes something scarce that it
 // must hold across the call (a connection, a lock): the wait happens while
-// holding nothing. room is kept free before ctx's deadline for the call
-// itself: a slot later than deadline - room is refused up front, as a
-// failure.KindRateLimited error carrying the wait. A nil lim returns ctx
+// holding nothing. room (at most half the time left) is kept free before
+// ctx's deadline for the call itself: a slot later than deadline - room is
+// refused up front, as a failure.KindRateLimited error carrying the wait. A nil lim returns ctx
 // unchanged. A held slot that no call spends is lost, as a sent request's
 // would be.
 func Reserve(ctx context.Context, lim Limiter, room time.Duration) (context.Context, error) {
@@ -81,12 +81,12 @@ func Reserve(ctx context.Context, lim Limiter, room time.Duration) (context.Cont
 	}
 	wctx := ctx
 	if dl, ok := ctx.Deadline(); ok && room > 0 {
+		// At most half the time left: a room as long as the whole try
+		// would refuse every slot, and the waiting would never end.
+		room = min(room, time.Until(dl)/2)
 		var cancel context.CancelFunc
 		wctx, cancel = context.WithDeadline(ctx, dl.Add(-room))
 		defer cancel()
-		if time.Until(dl) <= room {
-			return ctx, failure.RateLimited("rate budget", room, ErrLocalRate)
-		}
 	}
 	if err := lim.Wait(wctx); err != nil {
 		if ctx.Err() == nil && wctx.Err() != nil && !failure.Is(err, failure.KindRateLimited) {

@@ -264,33 +264,33 @@ func TestReserveHeldSlotIsSpentOnce(t *testing.T) {
 	}
 }
 
-// Reserve keeps room before the deadline for the call: with less left, it
-// takes no slot and says how to wait (rate limited, not failed).
+// Reserve keeps room before the deadline for the call, at most half the
+// time left (a room as long as the try would refuse every slot forever).
 func TestReserveKeepsRoomForTheCall(t *testing.T) {
-	l := &fakeLimiter{}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	_, err := Reserve(ctx, l, 5*time.Second)
-	if !failure.Is(err, failure.KindRateLimited) || failure.RetryAfterOf(err) <= 0 {
-		t.Fatalf("err = %v, want rate limited with a wait", err)
-	}
-	if waits, _ := l.state(); waits != 0 {
-		t.Fatalf("took %d slots with no room left for the call", waits)
-	}
-	// The budget's own refusal passes through as it is.
-	l = &fakeLimiter{waitErr: failure.RateLimited("rate budget c2s", time.Minute, errors.New("beyond deadline"))}
-	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Hour)
-	defer cancel2()
-	if _, err := Reserve(ctx2, l, time.Second); failure.RetryAfterOf(err) != time.Minute {
-		t.Fatalf("err = %v, want the budget's refusal with its wait", err)
-	}
 	// The budget sees the deadline minus the room.
 	dl := &deadlineLimiter{}
-	if _, err := Reserve(ctx2, dl, 10*time.Minute); err != nil {
+	if _, err := Reserve(ctx, dl, 10*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if left := time.Until(dl.deadline); left > 50*time.Minute+time.Second || left < 49*time.Minute {
 		t.Fatalf("the budget saw %s before its deadline, want about 50m", left)
+	}
+	// A room longer than the try: half the time left, not a refusal.
+	short, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	dl = &deadlineLimiter{}
+	if _, err := Reserve(short, dl, 5*time.Second); err != nil {
+		t.Fatalf("room longer than the try: %v, want a slot within the first half", err)
+	}
+	if left := time.Until(dl.deadline); left > time.Second+50*time.Millisecond || left < 500*time.Millisecond {
+		t.Fatalf("the budget saw %s before its deadline, want about 1s", left)
+	}
+	// The budget's own refusal passes through as it is.
+	l := &fakeLimiter{waitErr: failure.RateLimited("rate budget c2s", time.Minute, errors.New("beyond deadline"))}
+	if _, err := Reserve(ctx, l, time.Second); failure.RetryAfterOf(err) != time.Minute {
+		t.Fatalf("err = %v, want the budget's refusal with its wait", err)
 	}
 }
 
