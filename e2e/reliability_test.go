@@ -473,25 +473,18 @@ func (c *cluster) leadsWithLostPost() map[string]bool {
 
 // notifiedOutcomes returns the leads whose notified stage has outcome.
 func (c *cluster) notifiedOutcomes(outcome string) map[string]bool {
-	c.t.Helper()
-	rows, err := c.pool.Query(context.Background(), `SELECT lead_id FROM pipeline.lead_stages WHERE stage = 'notified' AND outcome = $1`, outcome)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var id string
-		_ = rows.Scan(&id)
-		out[id] = true
-	}
-	return out
+	return c.leadSet(`SELECT lead_id FROM pipeline.lead_stages WHERE stage = 'notified' AND outcome = $1`, outcome)
 }
 
 // ledgerStatuses returns the leads with a delivery in status.
 func (c *cluster) ledgerStatuses(status string) map[string]bool {
+	return c.leadSet(`SELECT lead_id FROM pipeline.notifications WHERE status = $1`, status)
+}
+
+// leadSet runs a query returning lead ids and collects them.
+func (c *cluster) leadSet(sql string, arg any) map[string]bool {
 	c.t.Helper()
-	rows, err := c.pool.Query(context.Background(), `SELECT lead_id FROM pipeline.notifications WHERE status = $1`, status)
+	rows, err := c.pool.Query(context.Background(), sql, arg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

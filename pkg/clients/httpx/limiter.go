@@ -57,7 +57,7 @@ func (c *Caller) penalty(err error, n int) time.Duration {
 	return max(d, time.Second)
 }
 
-// slotKey carries a slot taken ahead of a call (WithSlot).
+// slotKey carries a slot taken ahead of a call (Reserve).
 type slotKey struct{}
 
 type heldSlot struct {
@@ -72,9 +72,9 @@ type heldSlot struct {
 // must hold across the call (a connection, a lock): the wait happens while
 // holding nothing. room (at most half the time left) is kept free before
 // ctx's deadline for the call itself: a slot later than deadline - room is
-// refused up front, as a failure.KindRateLimited error carrying the wait. A nil lim returns ctx
-// unchanged. A held slot that no call spends is lost, as a sent request's
-// would be.
+// refused up front, as a failure.KindRateLimited error carrying the wait.
+// A nil lim returns ctx unchanged. A held slot that no call spends is lost,
+// as a sent request's would be.
 func Reserve(ctx context.Context, lim Limiter, room time.Duration) (context.Context, error) {
 	if lim == nil {
 		return ctx, nil
