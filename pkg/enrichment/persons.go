@@ -91,8 +91,9 @@ type Persons struct {
 	Metrics  Metrics
 	Log      zerolog.Logger
 	// CreditsWait is how long to wait before trying again while the Work
-	// API is out of credits (0 = return the error at once). Waiting is not
-	// failing: the message stays in progress.
+	// API is out of credits: the credits error carries it as its
+	// RetryAfter, and the router waits that long with the message in
+	// progress (0 = the router's own pause schedule).
 	CreditsWait time.Duration
 	// OnCreditsOut is told each time the Work API answers that credits ran
 	// out (the enricher pauses its consumer, so no replica takes new work).
@@ -163,30 +164,24 @@ func (s *Persons) payload(ctx context.Context, cpf string, reuse Reuse) (json.Ra
 	leader := false
 	v, err, _ := s.flight.Do(key, func() (any, error) {
 		leader = true
-		for {
-			raw, paid, err := s.Payloads.Fetch(ctx, cpf, reuse, func(ctx context.Context) (json.RawMessage, error) {
-				return s.API.PersonByCPF(ctx, cpf)
-			})
-			if err == nil {
-				s.Metrics.CreditsOK.Set(1)
-				return result{raw, paid}, nil
-			}
+		raw, paid, err := s.Payloads.Fetch(ctx, cpf, reuse, func(ctx context.Context) (json.RawMessage, error) {
+			return s.API.PersonByCPF(ctx, cpf)
+		})
+		if err != nil {
 			s.alert(ctx, err)
-			if !failure.Is(err, failure.KindCreditsExhausted) || s.CreditsWait <= 0 {
-				return nil, err
-			}
-			t := time.NewTimer(s.CreditsWait)
-			select {
-			case <-ctx.Done():
-				// Still out of credits: the router waits on (a wait, not a
-				// failure) and tries again.
-				t.Stop()
-				return nil, err
-			case <-t.C:
-			}
+			return nil, err
 		}
+		s.Metrics.CreditsOK.Set(1)
+		return result{raw, paid}, nil
 	})
 	if err != nil {
+		if failure.Is(err, failure.KindCreditsExhausted) && s.CreditsWait > 0 {
+			// Waiting is the router's (messaging.waitNotFail): the message
+			// stays in progress and the next try comes after CreditsWait.
+			// Waiting here instead would let the try's own deadline cut a
+			// wait short and end it as a failure.
+			return nil, false, failure.CreditsExhausted("enrichment.credits", s.CreditsWait, err)
+		}
 		return nil, false, err
 	}
 	r := v.(result)

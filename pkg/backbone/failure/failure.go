@@ -63,7 +63,7 @@ func (k Kind) String() string {
 type Error struct {
 	Kind       Kind
 	Op         string
-	RetryAfter time.Duration // only for KindRateLimited
+	RetryAfter time.Duration // only for KindRateLimited and KindCreditsExhausted
 	Err        error
 }
 
@@ -103,6 +103,12 @@ func NotFound(op string) error { return New(KindNotFound, op, nil) }
 // RateLimited builds a rate-limit error carrying how long to wait.
 func RateLimited(op string, after time.Duration, err error) error {
 	return &Error{Kind: KindRateLimited, Op: op, RetryAfter: after, Err: err}
+}
+
+// CreditsExhausted builds an out-of-credits error carrying how long to
+// wait before trying again.
+func CreditsExhausted(op string, after time.Duration, err error) error {
+	return &Error{Kind: KindCreditsExhausted, Op: op, RetryAfter: after, Err: err}
 }
 
 // KindOf classifies any error. Unclassified errors are transient unless they

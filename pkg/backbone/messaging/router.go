@@ -195,10 +195,14 @@ func (r *Router) waitNotFail(durable string, attempt time.Duration) message.Hand
 				wait := pause
 				if ra := failure.RetryAfterOf(err); ra > 0 {
 					wait = ra
+					if !failure.Is(err, failure.KindCreditsExhausted) {
+						// An upstream's Retry-After is capped; the credits
+						// pause is this product's own setting.
+						wait = min(wait, 5*time.Minute)
+					}
 				} else {
 					pause = min(pause*2, time.Minute)
 				}
-				wait = min(wait, 5*time.Minute)
 				r.metrics.waits.WithLabelValues(durable, failure.KindOf(err).String()).Inc()
 				log := logging.Ctx(base, r.log)
 				log.Info().Str("consumer", durable).Str("msg_id", msg.UUID).

@@ -86,7 +86,9 @@ func (p *Payloads) Fetch(ctx context.Context, cpf string, reuse Reuse, pay func(
 		case p.paying <- struct{}{}:
 			defer func() { <-p.paying }()
 		case <-ctx.Done():
-			return nil, false, failure.Transient("payloads.claim", ctx.Err())
+			// Waiting for a slot is pacing, not a failure: the router
+			// waits and tries again on the same delivery.
+			return nil, false, failure.RateLimited("payloads.slot", 0, ctx.Err())
 		}
 	}
 	raw, paid, err := p.claimAndPay(ctx, cpf, reuse, pay)

@@ -165,3 +165,38 @@ func TestEveryJSONIsStorable(t *testing.T) {
 		t.Fatalf("unstorable reply: err %v, want a storage failure", err)
 	}
 }
+
+// Waiting for a paid-call slot is pacing: when the try's time runs out in
+// the queue, the error is a wait (same delivery), not a failure.
+func TestWaitingForASlotIsAWait(t *testing.T) {
+	pool := testinfra.NewPool(t, testinfra.NewDatabase(t))
+	if err := store.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+	p := pipeline.NewPayloads(pool, 1, 5, enrichment.Charge)
+	holding, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Fetch(context.Background(), cpf, pipeline.Reuse{}, func(context.Context) (json.RawMessage, error) {
+			close(holding)
+			<-release
+			return json.RawMessage(person), nil
+		})
+		done <- err
+	}()
+	<-holding
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	calls := 0
+	_, _, err := p.Fetch(ctx, "52998224725", pipeline.Reuse{}, payWith(&calls, person, nil))
+	close(release)
+	if !failure.ShouldWait(err) {
+		t.Fatalf("err %v (%s): waiting for a slot must be a wait", err, failure.KindOf(err))
+	}
+	if calls != 0 {
+		t.Fatalf("%d calls without a slot", calls)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
