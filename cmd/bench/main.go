@@ -37,6 +37,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "alternate product and floor this many times; prints each ratio and the median")
 	flag.Float64Var(&o.steadyRate, "steady-rate", 0, "post webhooks at this fixed rate per second (open loop) instead of the throughput phases")
 	flag.IntVar(&o.steadyLeads, "steady-leads", 3000, "leads posted in steady mode")
+	flag.BoolVar(&o.steadyEdgeAlone, "steady-edge-alone", false, "steady mode with the stages stopped while posting: the webhook edge (ingest) on its own")
 	flag.IntVar(&o.cold, "cold", 20, "cold start: webhooks timed one at a time right after start-up")
 	flag.IntVar(&o.warm, "warm", 100, "cold start: webhooks timed one at a time after the cold ones (their p50 is the warm reference)")
 	flag.DurationVar(&o.simLatency, "sim-latency", 0, "latency every simulator adds to every call (subtracted, times calls per lead, from end to end as upstream time)")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/jsonx"
 )
 
 // Stream and subjects.
@@ -325,8 +326,10 @@ func invalid(format string, args ...any) error {
 // pointer to the payload type expected for wantType). Any error wraps
 // ErrInvalid: bad events are dead-lettered, never retried.
 func Decode(b []byte, wantType string, data any) (Envelope, error) {
+	// Raw parts of the payload (Work API JSON) point into b: b must not
+	// change while the envelope or data is in use.
 	var e Envelope
-	if err := json.Unmarshal(b, &e); err != nil {
+	if err := jsonx.UnmarshalShared(b, &e); err != nil {
 		return e, invalid("not an envelope: %v", err)
 	}
 	var problems []string
@@ -358,7 +361,7 @@ func Decode(b []byte, wantType string, data any) (Envelope, error) {
 		if len(e.Data) == 0 || string(e.Data) == "null" {
 			return e, invalid("data missing")
 		}
-		if err := json.Unmarshal(e.Data, data); err != nil {
+		if err := jsonx.UnmarshalShared(e.Data, data); err != nil {
 			return e, invalid("data: %v", err)
 		}
 		if v, ok := data.(interface{ Validate() error }); ok {

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
+	"github.com/leadflow/leadflow/pkg/jsonx"
 )
 
 // Text is a string field that is present only when the JSON value was a
@@ -31,7 +32,7 @@ func (t *Text) UnmarshalJSON(b []byte) error {
 	}
 	if len(b) > 0 && b[0] == '"' {
 		var s string
-		if err := json.Unmarshal(b, &s); err == nil {
+		if err := jsonx.Unmarshal(b, &s); err == nil {
 			*t = Text(s)
 		}
 	}
@@ -161,11 +162,13 @@ var ErrNotObject = errors.New("person: payload is not a JSON object")
 // Parse decodes a payload tolerantly. It fails only when raw is not a JSON
 // object; use HasCPF to know whether it describes a real person.
 func Parse(raw []byte) (*Person, error) {
-	top, ok := object(raw)
+	// The person keeps its own copy, and the raw parts it keeps (the
+	// financial objects) point into that copy.
+	p := &Person{Raw: append(json.RawMessage(nil), bytes.TrimSpace(raw)...)}
+	top, ok := object(p.Raw)
 	if !ok {
 		return nil, ErrNotObject
 	}
-	p := &Person{Raw: append(json.RawMessage(nil), bytes.TrimSpace(raw)...)}
 	decodeObject(top["DadosBasicos"], &p.Basic)
 	if eco, ok := object(top["DadosEconomicos"]); ok {
 		p.Economic.Renda.UnmarshalJSON(eco["renda"]) //nolint:errcheck // never fails
@@ -198,7 +201,7 @@ func object(raw json.RawMessage) (map[string]json.RawMessage, bool) {
 		return nil, false
 	}
 	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	if err := jsonx.UnmarshalShared(raw, &m); err != nil {
 		return nil, false
 	}
 	return m, true
@@ -215,14 +218,14 @@ func isObject(raw json.RawMessage) bool {
 // order: of two keys differing only in case, the lower-case one wins).
 func decodeFields(m map[string]json.RawMessage, v any) {
 	b, _ := json.Marshal(m)
-	_ = json.Unmarshal(b, v)
+	_ = jsonx.Unmarshal(b, v)
 }
 
 // decodeObject fills v from raw when raw is an object. Every field of v is a
 // Text, whose decoder never fails, so only a non-object can be skipped.
 func decodeObject(raw json.RawMessage, v any) {
 	if isObject(raw) {
-		_ = json.Unmarshal(raw, v)
+		_ = jsonx.Unmarshal(raw, v)
 	}
 }
 
@@ -233,7 +236,7 @@ func decodeList[T any](raw json.RawMessage) []T {
 		return nil
 	}
 	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
+	if err := jsonx.UnmarshalShared(raw, &items); err != nil {
 		return nil
 	}
 	out := make([]T, 0, len(items))
@@ -242,7 +245,7 @@ func decodeList[T any](raw json.RawMessage) []T {
 			continue
 		}
 		var v T
-		_ = json.Unmarshal(it, &v)
+		_ = jsonx.Unmarshal(it, &v)
 		out = append(out, v)
 	}
 	return out

@@ -1,0 +1,57 @@
+package jsonx_test
+
+import (
+	stdjson "encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/leadflow/leadflow/pkg/jsonx"
+)
+
+type doc struct {
+	Name  string             `json:"name"`
+	N     int                `json:"n"`
+	Raw   stdjson.RawMessage `json:"raw"`
+	Items []stdjson.RawMessage
+}
+
+// Both decoders give what encoding/json gives, and fail where it fails.
+func TestDecodesAsEncodingJSON(t *testing.T) {
+	inputs := []string{
+		`{"name":"a","n":1,"raw":{"x":[1,2,{"y":null}]},"items":[1,"two",{"3":3}]}`,
+		` {"NAME":"case-insensitive","raw":"s\u00e9","Items":[]} `,
+		`{"name":"x"} trailing`,
+		`{"name":1}`,
+		`{"name":"x"`,
+		`[]`,
+		`null`,
+	}
+	for _, in := range inputs {
+		var want doc
+		wantErr := stdjson.Unmarshal([]byte(in), &want)
+		for name, fn := range map[string]func([]byte, any) error{"Unmarshal": jsonx.Unmarshal, "UnmarshalShared": jsonx.UnmarshalShared} {
+			var got doc
+			err := fn([]byte(in), &got)
+			if (err == nil) != (wantErr == nil) {
+				t.Errorf("%s(%s): err %v, encoding/json says %v", name, in, err, wantErr)
+				continue
+			}
+			if wantErr == nil && !reflect.DeepEqual(got, want) {
+				t.Errorf("%s(%s) = %+v, encoding/json gives %+v", name, in, got, want)
+			}
+		}
+	}
+}
+
+// UnmarshalShared's raw values point into the input: no copy.
+func TestUnmarshalSharedDoesNotCopyRawValues(t *testing.T) {
+	in := []byte(`{"raw":{"big":"payload"}}`)
+	var d doc
+	if err := jsonx.UnmarshalShared(in, &d); err != nil {
+		t.Fatal(err)
+	}
+	in[7] = '['
+	if d.Raw[0] != '[' {
+		t.Fatalf("raw %s was copied", d.Raw)
+	}
+}
