@@ -30,3 +30,11 @@ func UnmarshalShared(b []byte, v any) error {
 	}
 	return nil
 }
+
+// DecodeFirst decodes the first JSON value in b into v, numbers in `any`
+// as json.Number, as a json.Decoder with UseNumber does: what follows the
+// value is not read.
+func DecodeFirst(b []byte, v any) error {
+	_, err := json.Parse(b, v, json.UseNumber)
+	return err
+}

@@ -3,6 +3,7 @@ package jsonx_test
 import (
 	stdjson "encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/leadflow/leadflow/pkg/jsonx"
@@ -53,5 +54,19 @@ func TestUnmarshalSharedDoesNotCopyRawValues(t *testing.T) {
 	in[7] = '['
 	if d.Raw[0] != '[' {
 		t.Fatalf("raw %s was copied", d.Raw)
+	}
+}
+
+// DecodeFirst reads as a json.Decoder with UseNumber reads one value.
+func TestDecodeFirstAsADecoder(t *testing.T) {
+	for _, in := range []string{`{"code":429,"cpf":"0123","n":1.50}`, `{"a":[1,{"b":2e3}]} trailing`, `[1,2]`, `"text"`, `{"a":`, `<html>`} {
+		var want, got any
+		dec := stdjson.NewDecoder(strings.NewReader(in))
+		dec.UseNumber()
+		wantErr := dec.Decode(&want)
+		err := jsonx.DecodeFirst([]byte(in), &got)
+		if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Errorf("DecodeFirst(%s) = %#v, %v; a Decoder gives %#v, %v", in, got, err, want, wantErr)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -111,4 +112,22 @@ func selfSigned(t *testing.T, dir string) (string, string) {
 	_ = os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	_ = os.WriteFile(k, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 	return cert, k
+}
+
+// A service binary runs on one P when GOMAXPROCS is unset, and keeps what
+// GOMAXPROCS says when it is set.
+func TestServiceMaxProcs(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
+	runtime.GOMAXPROCS(3)
+	t.Setenv("GOMAXPROCS", "3")
+	serviceMaxProcs()
+	if n := runtime.GOMAXPROCS(0); n != 3 {
+		t.Fatalf("GOMAXPROCS=3 set: runtime has %d", n)
+	}
+	t.Setenv("GOMAXPROCS", "")
+	serviceMaxProcs()
+	if n := runtime.GOMAXPROCS(0); n != defaultMaxProcs {
+		t.Fatalf("GOMAXPROCS unset: runtime has %d, want %d", n, defaultMaxProcs)
+	}
 }

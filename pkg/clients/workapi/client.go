@@ -15,6 +15,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
+	"github.com/leadflow/leadflow/pkg/jsonx"
 )
 
 // DefaultURL is the production endpoint.
@@ -177,9 +178,7 @@ type probe struct {
 // yields an empty probe) and false for a body that is not JSON.
 func readProbe(body []byte) (probe, bool) {
 	var p probe
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	err := dec.Decode(&p)
+	err := jsonx.DecodeFirst(body, &p)
 	var te *json.UnmarshalTypeError
 	return p, err == nil || errors.As(err, &te)
 }

@@ -52,10 +52,8 @@ type CPF string
 // UnmarshalJSON accepts any JSON value; what is not a CPF reads as "".
 func (c *CPF) UnmarshalJSON(b []byte) error {
 	*c = ""
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
 	var v any
-	if dec.Decode(&v) == nil {
+	if jsonx.DecodeFirst(b, &v) == nil {
 		*c = CPF(brdata.CPFFromJSON(v))
 	}
 	return nil
