@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -27,25 +27,25 @@ import (
 // (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) and
 // neither OTEL_SDK_DISABLED=true nor OTEL_TRACES_EXPORTER=none says
 // otherwise; off, the process keeps OpenTelemetry's no-op provider. The
-// exporter itself reads the other OTEL_EXPORTER_OTLP_* variables (headers,
-// timeout, compression, certificates), the SDK OTEL_TRACES_SAMPLER(_ARG) and
-// OTEL_BSP_*, and the resource OTEL_SERVICE_NAME and
-// OTEL_RESOURCE_ATTRIBUTES.
+// other OTEL_EXPORTER_OTLP_* variables (headers, timeout, compression,
+// certificates) are read and checked here too (otlp.go); the SDK reads
+// OTEL_TRACES_SAMPLER(_ARG) and OTEL_BSP_*, and the resource
+// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
 type Tracing struct {
 	Enabled bool
+	otlp    otlpHTTP
 }
 
 // LoadTracing checks the OTEL_* variables leadflow relies on.
 func LoadTracing(l *config.Loader) Tracing {
-	endpoint := l.URL("OTEL_EXPORTER_OTLP_ENDPOINT", "", false)
-	traces := l.URL("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", false)
+	otlp := loadOTLP(l)
 	disabled := l.Bool("OTEL_SDK_DISABLED", false)
 	exporter := l.OneOf("OTEL_TRACES_EXPORTER", "otlp", "otlp", "none")
 	for _, name := range []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
 		p := l.String(name, "http/protobuf")
 		l.Check(p == "http/protobuf", "%s must be http/protobuf (the only OTLP protocol leadflow ships)", name)
 	}
-	return Tracing{Enabled: (endpoint != "" || traces != "") && !disabled && exporter == "otlp"}
+	return Tracing{Enabled: otlp.URL != "" && !disabled && exporter == "otlp", otlp: otlp}
 }
 
 // SetupTracing installs the process's tracer provider (OTLP over HTTP) and
@@ -57,7 +57,11 @@ func SetupTracing(ctx context.Context, t Tracing, service string) (func(context.
 	if !t.Enabled {
 		return func(context.Context) error { return nil }, nil
 	}
-	exp, err := otlptracehttp.New(ctx)
+	client, err := newOTLPClient(t.otlp)
+	if err != nil {
+		return nil, err
+	}
+	exp, err := otlptrace.New(ctx, client)
 	if err != nil {
 		return nil, err
 	}
