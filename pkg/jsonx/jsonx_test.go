@@ -21,6 +21,7 @@ func TestDecodesAsEncodingJSON(t *testing.T) {
 	inputs := []string{
 		`{"name":"a","n":1,"raw":{"x":[1,2,{"y":null}]},"items":[1,"two",{"3":3}]}`,
 		` {"NAME":"case-insensitive","raw":"s\u00e9","Items":[]} `,
+		"{\"name\":\"invalid \xff UTF-8 \xc3\",\"n\":2}", // replaced by U+FFFD, as encoding/json does
 		`{"name":"x"} trailing`,
 		`{"name":1}`,
 		`{"name":"x"`,
