@@ -168,7 +168,9 @@ func BuildService(dir, pkg string) (string, error) {
 	bin := filepath.Join(dir, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", bin, "./"+pkg)
 	cmd.Dir = RepoRoot()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	// Built as deploy/Dockerfile builds them (static, no cgo), so that the
+	// bench and e2e measure and run what ships.
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 	}

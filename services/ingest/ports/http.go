@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/rs/zerolog"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
@@ -74,7 +73,7 @@ type Server struct {
 // Routes builds the router.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(platform.TraceHTTP, middleware.RequestID, s.recoverer, s.Metrics.middleware)
+	r.Use(platform.TraceHTTP, s.recoverer, s.Metrics.middleware)
 	if s.Health != nil {
 		s.Health(r)
 	}
