@@ -104,7 +104,6 @@ type Console struct {
 	cfg      Config
 	ctx      context.Context // ends live streams and running replays
 	router   chi.Router
-	pages    *pages
 	sessions *sessions
 	replays  *replays
 	signins  *signinLimiter
@@ -128,7 +127,6 @@ func New(ctx context.Context, cfg Config) *Console {
 	c := &Console{
 		cfg:      cfg,
 		ctx:      ctx,
-		pages:    mustParsePages(),
 		sessions: newSessions(cfg.SessionTTL, cfg.Now),
 		replays:  newReplays(),
 		signins:  newSigninLimiter(),

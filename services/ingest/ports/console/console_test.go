@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -500,6 +502,24 @@ func TestOverviewStreamPushesUntilSignOut(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatal("the stream outlived the sign-out")
+		}
+	}
+}
+
+// The embedded pages parse (the console parses them on its first page).
+func TestTemplatesParse(t *testing.T) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("the console's templates do not parse: %v", r)
+		}
+	}()
+	files, err := fs.Glob(assets, "assets/templates/*.html")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no template files: %v", err)
+	}
+	for _, f := range files {
+		if templates().Lookup(path.Base(f)) == nil {
+			t.Errorf("%s is not among the parsed templates", f)
 		}
 	}
 }

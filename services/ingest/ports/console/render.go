@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/ops"
@@ -27,12 +28,14 @@ type view struct {
 	Data      any
 }
 
-type pages struct{ t *template.Template }
-
-func mustParsePages() *pages {
-	t := template.Must(template.New("console").Funcs(funcs).ParseFS(assets, "assets/templates/*.html"))
-	return &pages{t: t}
-}
+// templates parses the embedded pages once, when the console serves its
+// first page: an ingest whose console nobody opens keeps neither the parsed
+// templates nor the parser in memory (docs/BENCHMARKS.md, idle RSS). The
+// templates are embedded, so a parse error is a build defect that the
+// package's tests catch (TestTemplatesParse).
+var templates = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("console").Funcs(funcs).ParseFS(assets, "assets/templates/*.html"))
+})
 
 var funcs = template.FuncMap{
 	"base":       func() string { return Base },
@@ -89,7 +92,7 @@ func (c *Console) fill(r *http.Request, v *view) {
 
 func (c *Console) execute(w http.ResponseWriter, status int, name string, v any) {
 	var buf bytes.Buffer
-	if err := c.pages.t.ExecuteTemplate(&buf, name, v); err != nil {
+	if err := templates().ExecuteTemplate(&buf, name, v); err != nil {
 		c.cfg.Log.Error().Err(err).Str("template", name).Msg("console: template failed")
 		http.Error(w, "The page could not be drawn. The error is in the ingest log.", http.StatusInternalServerError)
 		return
@@ -102,7 +105,7 @@ func (c *Console) execute(w http.ResponseWriter, status int, name string, v any)
 // renderString runs a fragment template into a string (live updates).
 func (c *Console) renderString(name string, v *view) (string, error) {
 	var buf bytes.Buffer
-	err := c.pages.t.ExecuteTemplate(&buf, name, v)
+	err := templates().ExecuteTemplate(&buf, name, v)
 	return buf.String(), err
 }
 
