@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -143,10 +144,13 @@ func (c *Client) request(module, consulta string) func(context.Context) (*http.R
 		}
 		req.Header.Set("Accept", "application/json")
 		// Every call that reaches the Work API is charged. Go's transport
-		// silently resends an idempotent request whose reused connection
-		// broke before the answer; a paid call must never be resent behind
-		// the attempts ledger's back, so each call gets its own connection.
-		req.Close = true
+		// silently resends a request whose reused connection broke after
+		// it was written, but only a replayable one: a GET without a body,
+		// or with GetBody. An empty body without GetBody makes the call
+		// not replayable, so it is never resent behind the attempts
+		// ledger's back, while connections (and their TLS sessions) are
+		// reused. The transport finds the body empty and sends a plain GET.
+		req.Body, req.GetBody = io.NopCloser(bytes.NewReader(nil)), nil
 		return req, nil
 	}
 }

@@ -1,9 +1,13 @@
 package workapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -378,4 +382,67 @@ func BenchmarkCPF(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+}
+
+// A paid call reuses its connection, and is never resent by Go's transport
+// when a reused connection breaks after the request was written: the
+// attempts ledger must see every call that may have reached the API.
+func TestPaidCallsReuseConnectionsAndAreNeverResentByTheTransport(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	person := string(contracts.Read("workapi/cpf.json"))
+	var requests, conns atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if req.Method != http.MethodGet || req.ContentLength > 0 || len(req.TransferEncoding) > 0 {
+						_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+						continue
+					}
+					if requests.Add(1) == 2 {
+						return // the second call: received, then the connection breaks
+					}
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(person), person)
+				}
+			}(c)
+		}
+	}()
+	p := httpxtest.Policy()
+	p.MaxRetries, p.PaidCalls = 0, true
+	c, err := New(Config{URL: "http://" + ln.Addr().String() + "/api", Token: token, Policy: p, Options: httpxtest.Options(nil, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CPF(context.Background(), helena); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	_, err = c.CPF(context.Background(), helena)
+	if err == nil {
+		t.Fatal("the second call succeeded: the transport resent it on a new connection")
+	}
+	if n := requests.Load(); n != 2 {
+		t.Fatalf("the API received %d calls for 2 made (a resent paid call is charged twice)", n)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 2 calls: paid calls do not reuse connections", n)
+	}
+	if _, err := c.CPF(context.Background(), helena); err != nil {
+		t.Fatalf("third call, on a new connection: %v", err)
+	}
 }
