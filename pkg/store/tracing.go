@@ -31,7 +31,9 @@ var (
 const maxSQLAttr = 512
 
 func sqlAttrs(sql string) []attribute.KeyValue {
-	sql = strings.Join(strings.Fields(sql), " ")
+	// Only the start is kept: collapse the whitespace of a prefix, not of
+	// a statement of several kB.
+	sql = strings.Join(strings.Fields(sql[:min(len(sql), 4*maxSQLAttr)]), " ")
 	op, _, _ := strings.Cut(sql, " ")
 	if len(sql) > maxSQLAttr {
 		sql = sql[:maxSQLAttr]
@@ -87,6 +89,9 @@ var roundTrips, statements atomic.Int64
 func (queryTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	roundTrips.Add(1)
 	statements.Add(1)
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx // tracing off or not sampled: no attributes to build
+	}
 	attrs := sqlAttrs(d.SQL)
 	return start(ctx, "postgres "+attrs[1].Value.AsString(), attrs...)
 }
