@@ -150,6 +150,9 @@ func (c *Client) request(module, consulta string) func(context.Context) (*http.R
 		// not replayable, so it is never resent behind the attempts
 		// ledger's back, while connections (and their TLS sessions) are
 		// reused. The transport finds the body empty and sends a plain GET.
+		// A call that fails on a reused connection the server had just
+		// closed is not resent either; the ledger counts it as lost
+		// (charged), which errs on the safe side of the cap.
 		req.Body, req.GetBody = io.NopCloser(bytes.NewReader(nil)), nil
 		return req, nil
 	}
