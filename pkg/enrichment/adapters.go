@@ -63,8 +63,8 @@ func (w CoreWriter) WritePerson(ctx context.Context, p *person.Person, leadID st
 }
 
 // WritePersons implements BatchWriter.
-func (w CoreWriter) WritePersons(ctx context.Context, ps []*person.Person, leadID string, queue func(*pgx.Batch)) ([]string, error) {
-	rs, err := w.Core.WritePersons(ctx, ps, leadID, queue)
+func (w CoreWriter) WritePersons(ctx context.Context, ps []*person.Person, fresh []bool, leadID string, queue func(*pgx.Batch)) ([]string, error) {
+	rs, err := w.Core.WritePersons(ctx, ps, fresh, leadID, queue)
 	if err != nil {
 		return nil, err
 	}

@@ -41,9 +41,11 @@ type Writer interface {
 
 // BatchWriter writes a lead's persons to core.* and the caller's own
 // statements (queue: its trace step) in one transaction, one round trip; it
-// returns the entity ids in ps's order.
+// returns the entity ids in ps's order. fresh marks the persons that are
+// probably not in core.* yet (their payload was just paid for): the writer
+// may take a cheaper path for them, with the same rows as a result.
 type BatchWriter interface {
-	WritePersons(ctx context.Context, ps []*person.Person, leadID string, queue func(*pgx.Batch)) ([]string, error)
+	WritePersons(ctx context.Context, ps []*person.Person, fresh []bool, leadID string, queue func(*pgx.Batch)) ([]string, error)
 }
 
 // Metrics are the counters operators watch.

@@ -160,3 +160,59 @@ ad_link AS (
 	RETURNING 1
 )
 SELECT (SELECT entity_id::text FROM e), (SELECT created FROM e), (SELECT count(*) FROM em_ins)::int, (SELECT count(*) FROM ph_ins)::int, (SELECT count(*) FROM ad_link)::int`
+
+
+// sqlNewPerson writes a person that is not in core.* yet, with sqlPerson's
+// parameters and result columns: the same rows sqlPerson writes for a new
+// entity (contacts in payload order, the first of each kind primary), without
+// reading current contacts, anti-joins or upserts, so it costs Postgres about
+// half as much. When an entity with the CPF exists it writes nothing and
+// returns a NULL entity id; the caller then merges with sqlPerson.
+const sqlNewPerson = `WITH ins AS (
+	INSERT INTO core.entities (entity_type, national_id, name, canonical_name, is_enriched, enriched_at, data_source, metadata)
+	SELECT 'person', $1, $30::text, $31::text, true, now(), 'api',
+		CASE WHEN $32::text IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('c2s_lead_id', $32::text) END
+	WHERE NOT EXISTS (SELECT 1 FROM core.entities WHERE national_id = $1 AND entity_type = 'person')
+	RETURNING entity_id
+),
+prof AS (
+	INSERT INTO core.entity_profiles (entity_id, sex, birth_date, nationality, marital_status, education_level, metadata)
+	SELECT entity_id, $2::text, $3::text::date, $4::text, $5::text, $6::text, $7::text::jsonb FROM ins
+),
+fin AS (
+	INSERT INTO core.entity_financials (entity_id, financial_year, financial_month, reported_income, credit_score, risk_score, source, confidence, metadata)
+	SELECT entity_id, $9::int, NULL, $10::text::numeric, $11::int, $12::text::numeric, 'api', 'high', $13::text::jsonb
+	FROM ins WHERE $8::bool
+),
+em AS (
+	INSERT INTO core.entity_emails (entity_id, email, email_type, is_primary, is_verified, metadata, created_at)
+	SELECT ins.entity_id, s.email, 'personal', s.ord = 1, s.verified, s.meta::jsonb, clock_timestamp()
+	FROM ins CROSS JOIN unnest($14::text[], $15::bool[], $16::text[]) WITH ORDINALITY AS s(email, verified, meta, ord)
+	ORDER BY s.ord
+	RETURNING 1
+),
+ph AS (
+	INSERT INTO core.entity_phones (entity_id, phone, phone_type, is_primary, is_whatsapp, carrier, metadata, created_at)
+	SELECT ins.entity_id, s.phone, s.phone_type, s.ord = 1, s.whatsapp, s.carrier, s.meta::jsonb, clock_timestamp()
+	FROM ins CROSS JOIN unnest($17::text[], $18::text[], $19::bool[], $20::text[], $21::text[])
+		WITH ORDINALITY AS s(phone, phone_type, whatsapp, carrier, meta, ord)
+	ORDER BY s.ord
+	RETURNING 1
+),
+ad AS MATERIALIZED (
+	SELECT gen_random_uuid() AS id, ins.entity_id, s.* FROM ins CROSS JOIN
+		unnest($22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[])
+		WITH ORDINALITY AS s(street_type, street, number, complement, neighborhood, city, state, zip_code, ord)
+),
+ad_ins AS (
+	INSERT INTO core.addresses (id, street_type, street, number, complement, neighborhood, city, state, zip_code, created_at)
+	SELECT id, street_type, street, number, complement, neighborhood, city, state, zip_code, clock_timestamp()
+	FROM ad ORDER BY ord
+),
+ad_link AS (
+	INSERT INTO core.entity_addresses (entity_id, address_id, address_type, is_primary, is_current, data_source, created_at)
+	SELECT entity_id, id, 'residential', ord = 1, true, 'api', clock_timestamp()
+	FROM ad ORDER BY ord
+	RETURNING 1
+)
+SELECT (SELECT entity_id::text FROM ins), true, (SELECT count(*) FROM em)::int, (SELECT count(*) FROM ph)::int, (SELECT count(*) FROM ad_link)::int`

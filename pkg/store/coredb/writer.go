@@ -55,7 +55,7 @@ var brt = time.FixedZone("BRT", -3*60*60)
 // the advisory lock, one statement per person (sqlPerson) finds the entity
 // by CPF, which is stable because the lock serialises writers of that CPF.
 func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID string) (Result, error) {
-	rs, err := w.WritePersons(ctx, []*person.Person{p}, leadID, nil)
+	rs, err := w.WritePersons(ctx, []*person.Person{p}, nil, leadID, nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -68,7 +68,14 @@ func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID strin
 // The per-CPF advisory locks are all taken first, in CPF order, so two
 // transactions writing the same people never wait for each other in a
 // cycle. The results follow ps's order.
-func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, leadID string, queue func(*pgx.Batch)) ([]Result, error) {
+//
+// fresh (nil, or one flag per person) marks persons that are probably not in
+// core.* yet, such as those whose payload was just bought: they are written
+// with sqlNewPerson, which does about half the database work of the merge.
+// A fresh person that turns out to exist is merged right after, in a second
+// transaction (the first has committed the others and the caller's
+// statements by then); the rows are the same either way.
+func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, fresh []bool, leadID string, queue func(*pgx.Batch)) ([]Result, error) {
 	rows := make([]personRows, len(ps))
 	cpfs := make([]string, len(ps))
 	for i, p := range ps {
@@ -94,7 +101,11 @@ func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, leadID s
 	}
 	year := int32(w.now().In(brt).Year())
 	for i := range rows {
-		queuePerson(b, rows[i], cpfs[i], year)
+		sql := sqlPerson
+		if i < len(fresh) && fresh[i] {
+			sql = sqlNewPerson
+		}
+		queuePerson(b, sql, rows[i], cpfs[i], year)
 	}
 	before := b.Len()
 	if queue != nil {
@@ -107,11 +118,29 @@ func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, leadID s
 	if err != nil {
 		return nil, classify(err)
 	}
+	// Fresh persons that existed after all (sqlNewPerson wrote nothing).
+	var again []*person.Person
+	var at []int
+	for i := range res {
+		if res[i].EntityID == "" {
+			again, at = append(again, ps[i]), append(at, i)
+		}
+	}
+	if len(again) > 0 {
+		merged, err := w.WritePersons(ctx, again, nil, leadID, nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range at {
+			res[i] = merged[k]
+		}
+	}
 	return res, nil
 }
 
-// queuePerson queues one person's statement (after the locks): sqlPerson.
-func queuePerson(b *pgx.Batch, r personRows, cpf string, year int32) {
+// queuePerson queues one person's statement (after the locks): sqlPerson or
+// sqlNewPerson, which take the same parameters.
+func queuePerson(b *pgx.Batch, sql string, r personRows, cpf string, year int32) {
 	pr := r.profile
 	args := []any{cpf, null(pr.sex), null(pr.birthDate), null(pr.nationality),
 		null(pr.maritalStatus), null(pr.educationLevel), string(pr.metadata)}
@@ -144,7 +173,7 @@ func queuePerson(b *pgx.Batch, r personRows, cpf string, year int32) {
 		args = append(args, c)
 	}
 	args = append(args, null(r.entity.name), null(r.entity.canonicalName), null(r.entity.leadID))
-	b.Queue(sqlPerson, args...)
+	b.Queue(sql, args...)
 }
 
 func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []personRows, extra int) (out []Result, err error) {
@@ -174,8 +203,14 @@ func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []person
 	out = make([]Result, len(rows))
 	for i := range rows {
 		res := &out[i]
-		if err = br.QueryRow().Scan(&res.EntityID, &res.Created, &res.EmailsAdded, &res.PhonesAdded, &res.AddressesAdded); err != nil {
+		var id *string // NULL: sqlNewPerson found the entity and wrote nothing
+		if err = br.QueryRow().Scan(&id, &res.Created, &res.EmailsAdded, &res.PhonesAdded, &res.AddressesAdded); err != nil {
 			return nil, err
+		}
+		if id == nil {
+			*res = Result{}
+		} else {
+			res.EntityID = *id
 		}
 	}
 	for i := 0; i < extra; i++ { // the caller's statements

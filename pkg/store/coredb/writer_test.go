@@ -15,6 +15,18 @@ import (
 	"github.com/leadflow/leadflow/pkg/domain/person"
 )
 
+// write writes one person, through the insert-only path when fresh.
+func write(ctx context.Context, w *Writer, p *person.Person, leadID string, fresh bool) (Result, error) {
+	rs, err := w.WritePersons(ctx, []*person.Person{p}, []bool{fresh}, leadID, nil)
+	if err != nil {
+		return Result{}, err
+	}
+	return rs[0], nil
+}
+
+// Both paths write a new person's rows exactly as DB.md asks: the merge
+// (sqlPerson) and the insert-only statement for fresh persons
+// (sqlNewPerson).
 func TestWritePayloadRows(t *testing.T) {
 	t.Parallel()
 	fullMeta := fmt.Sprintf(`{"poder_aquisitivo": %s, "mosaic": %s}`,
@@ -90,39 +102,41 @@ func TestWritePayloadRows(t *testing.T) {
 			"confidence_score": null, "verified": false, "metadata": {}}]`,
 	}}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			pool := newCoreDB(t)
-			res, err := newTestWriter(pool).WritePerson(context.Background(), fixture(t, tc.file), tc.lead)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.EntityID == "" {
-				t.Fatal("no entity id")
-			}
-			tc.want.EntityID = res.EntityID
-			if res != tc.want {
-				t.Errorf("result = %+v, want %+v", res, tc.want)
-			}
-			assertJSON(t, "entities", rowsJSON(t, pool, viewEntities, tc.cpf), tc.entities)
-			assertJSON(t, "profiles", rowsJSON(t, pool, viewProfiles, tc.cpf), tc.profiles)
-			assertJSON(t, "financials", rowsJSON(t, pool, viewFinancials, tc.cpf), tc.financials)
-			assertJSON(t, "emails", rowsJSON(t, pool, viewEmails, tc.cpf), tc.emails)
-			assertJSON(t, "phones", rowsJSON(t, pool, viewPhones, tc.cpf), tc.phones)
-			assertJSON(t, "addresses", rowsJSON(t, pool, viewAddresses, tc.cpf), tc.addresses)
-			// Nothing else was written, and everything hangs off the one entity.
-			if n := queryInt(t, pool, `SELECT (SELECT count(*) FROM core.entities)
+		for _, fresh := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/fresh=%t", tc.name, fresh), func(t *testing.T) {
+				t.Parallel()
+				pool := newCoreDB(t)
+				res, err := write(context.Background(), newTestWriter(pool), fixture(t, tc.file), tc.lead, fresh)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.EntityID == "" {
+					t.Fatal("no entity id")
+				}
+				tc.want.EntityID = res.EntityID
+				if res != tc.want {
+					t.Errorf("result = %+v, want %+v", res, tc.want)
+				}
+				assertJSON(t, "entities", rowsJSON(t, pool, viewEntities, tc.cpf), tc.entities)
+				assertJSON(t, "profiles", rowsJSON(t, pool, viewProfiles, tc.cpf), tc.profiles)
+				assertJSON(t, "financials", rowsJSON(t, pool, viewFinancials, tc.cpf), tc.financials)
+				assertJSON(t, "emails", rowsJSON(t, pool, viewEmails, tc.cpf), tc.emails)
+				assertJSON(t, "phones", rowsJSON(t, pool, viewPhones, tc.cpf), tc.phones)
+				assertJSON(t, "addresses", rowsJSON(t, pool, viewAddresses, tc.cpf), tc.addresses)
+				// Nothing else was written, and everything hangs off the one entity.
+				if n := queryInt(t, pool, `SELECT (SELECT count(*) FROM core.entities)
 				+ (SELECT count(*) FROM core.addresses)`); n != 1+tc.want.AddressesAdded {
-				t.Errorf("entities+addresses = %d", n)
-			}
-			if n := queryInt(t, pool, `SELECT (SELECT count(*) FROM core.entity_profiles WHERE entity_id <> $1)
+					t.Errorf("entities+addresses = %d", n)
+				}
+				if n := queryInt(t, pool, `SELECT (SELECT count(*) FROM core.entity_profiles WHERE entity_id <> $1)
 				+ (SELECT count(*) FROM core.entity_financials WHERE entity_id <> $1)
 				+ (SELECT count(*) FROM core.entity_emails WHERE entity_id <> $1)
 				+ (SELECT count(*) FROM core.entity_phones WHERE entity_id <> $1)
 				+ (SELECT count(*) FROM core.entity_addresses WHERE entity_id <> $1)`, res.EntityID); n != 0 {
-				t.Errorf("%d rows belong to another entity", n)
-			}
-		})
+					t.Errorf("%d rows belong to another entity", n)
+				}
+			})
+		}
 	}
 }
 
@@ -139,8 +153,10 @@ func TestWriteTwiceChangesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := digestCore(t, pool)
+			// The second rewrite is marked fresh by mistake: the insert-only
+			// statement finds the entity, and the merge changes nothing.
 			for i := range 2 {
-				again, err := w.WritePerson(ctx, fixture(t, file), "lead-1")
+				again, err := write(ctx, w, fixture(t, file), "lead-1", i == 1)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -192,7 +208,9 @@ func TestWriteKeepsExistingValues(t *testing.T) {
 			('DAS PALMEIRAS FICTICIAS', '999', '01000900'), ('DOS TESTES', NULL, '99999999') RETURNING id)
 		INSERT INTO core.entity_addresses (entity_id, address_id) SELECT $1, id FROM a`, oldID)
 
-	res, err := newTestWriter(pool).WritePerson(ctx, fixture(t, "workapi/cpf.json"), "lead-2")
+	// Marked fresh, as a just-bought payload would be: the insert-only
+	// statement finds the entity another writer made, and the merge runs.
+	res, err := write(ctx, newTestWriter(pool), fixture(t, "workapi/cpf.json"), "lead-2", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +340,9 @@ func TestWriteConcurrentSameCPF(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			results[i], errs[i] = w.WritePerson(context.Background(), fixture(t, "workapi/cpf.json"), "lead-1")
+			// Half of them take the insert-only path: all but the first
+			// writer fall back to the merge.
+			results[i], errs[i] = write(context.Background(), w, fixture(t, "workapi/cpf.json"), "lead-1", i%2 == 0)
 		})
 	}
 	close(start)
@@ -415,36 +435,38 @@ func TestWriteIsAtomic(t *testing.T) {
 		{"data exception is permanent", "22023", failure.KindPermanent},
 		{"other errors are transient", "40001", failure.KindTransient},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			pool := newCoreDB(t)
-			mustExec(t, pool, `CREATE FUNCTION core.fail_link() RETURNS trigger LANGUAGE plpgsql AS $$
+		for _, fresh := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/fresh=%t", tc.name, fresh), func(t *testing.T) {
+				t.Parallel()
+				pool := newCoreDB(t)
+				mustExec(t, pool, `CREATE FUNCTION core.fail_link() RETURNS trigger LANGUAGE plpgsql AS $$
 				BEGIN RAISE EXCEPTION 'boom %', NEW.entity_id USING ERRCODE = '`+tc.sqlstate+`'; END $$`)
-			mustExec(t, pool, `CREATE TRIGGER fail_link BEFORE INSERT ON core.entity_addresses
+				mustExec(t, pool, `CREATE TRIGGER fail_link BEFORE INSERT ON core.entity_addresses
 				FOR EACH ROW EXECUTE FUNCTION core.fail_link()`)
-			_, err := newTestWriter(pool).WritePerson(context.Background(), fixture(t, "workapi/cpf.json"), "")
-			if err == nil {
-				t.Fatal("write succeeded despite the failing trigger")
-			}
-			if got := failure.KindOf(err); got != tc.kind {
-				t.Errorf("kind = %v, want %v (%v)", got, tc.kind, err)
-			}
-			if strings.Contains(err.Error(), "boom") {
-				t.Errorf("error text leaks the server message: %v", err)
-			}
-			if !strings.Contains(err.Error(), tc.sqlstate) {
-				t.Errorf("error text lacks the SQLSTATE: %v", err)
-			}
-			if n := queryInt(t, pool, `SELECT (SELECT count(*) FROM core.entities) + (SELECT count(*) FROM core.entity_profiles)
+				_, err := write(context.Background(), newTestWriter(pool), fixture(t, "workapi/cpf.json"), "", fresh)
+				if err == nil {
+					t.Fatal("write succeeded despite the failing trigger")
+				}
+				if got := failure.KindOf(err); got != tc.kind {
+					t.Errorf("kind = %v, want %v (%v)", got, tc.kind, err)
+				}
+				if strings.Contains(err.Error(), "boom") {
+					t.Errorf("error text leaks the server message: %v", err)
+				}
+				if !strings.Contains(err.Error(), tc.sqlstate) {
+					t.Errorf("error text lacks the SQLSTATE: %v", err)
+				}
+				if n := queryInt(t, pool, `SELECT (SELECT count(*) FROM core.entities) + (SELECT count(*) FROM core.entity_profiles)
 				+ (SELECT count(*) FROM core.entity_financials) + (SELECT count(*) FROM core.entity_emails)
 				+ (SELECT count(*) FROM core.entity_phones) + (SELECT count(*) FROM core.addresses)`); n != 0 {
-				t.Errorf("%d rows survived a failed write", n)
-			}
-			// The pool stays usable: the aborted transaction was rolled back.
-			if n := queryInt(t, pool, `SELECT 1`); n != 1 {
-				t.Fatal("pool unusable")
-			}
-		})
+					t.Errorf("%d rows survived a failed write", n)
+				}
+				// The pool stays usable: the aborted transaction was rolled back.
+				if n := queryInt(t, pool, `SELECT 1`); n != 1 {
+					t.Fatal("pool unusable")
+				}
+			})
+		}
 	}
 }
 
@@ -465,8 +487,10 @@ func TestWriteExecModes(t *testing.T) {
 			}
 			t.Cleanup(pool.Close)
 			w := newTestWriter(pool)
+			// Every write is marked fresh: two insert-only writes, then one
+			// that finds its entity (a NULL id) and falls back to the merge.
 			for _, file := range []string{"workapi/cpf.json", "workapi/cpf_sparse.json", "workapi/cpf.json"} {
-				if _, err := w.WritePerson(context.Background(), fixture(t, file), "lead-1"); err != nil {
+				if _, err := write(context.Background(), w, fixture(t, file), "lead-1", true); err != nil {
 					t.Fatal(err)
 				}
 			}

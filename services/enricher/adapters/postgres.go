@@ -50,10 +50,13 @@ func (s Store) SaveEnrichment(ctx context.Context, env events.Envelope, found []
 		return errors.New("enricher: no person writer")
 	}
 	ps := make([]*person.Person, len(found))
+	fresh := make([]bool, len(found))
 	for i, r := range found {
-		ps[i] = r.Person
+		// A payload bought just now is, almost always, a person core.*
+		// does not hold yet.
+		ps[i], fresh[i] = r.Person, r.Paid
 	}
-	ids, err := s.Writer.WritePersons(ctx, ps, leadID, func(b *pgx.Batch) { runs.QueueRecord(ctx, b, env, step) })
+	ids, err := s.Writer.WritePersons(ctx, ps, fresh, leadID, func(b *pgx.Batch) { runs.QueueRecord(ctx, b, env, step) })
 	if err != nil {
 		return err
 	}
