@@ -270,7 +270,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, status int, next, flash, problem string) {
 	token := randomToken()
 	setCookie(w, r, loginCookie, token, c.now().Add(time.Hour))
-	c.render(w, r, status, "login", &view{Title: "Sign in", Flash: flash,
+	c.render(w, r, status, bind(loginHTML), &view{Title: "Sign in", Flash: flash,
 		Data: loginData{Next: safeNext(next), Token: token, TTL: humanDuration(c.cfg.SessionTTL), Problem: problem}})
 }
 

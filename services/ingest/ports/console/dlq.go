@@ -82,7 +82,7 @@ func (c *Console) dlqPage(w http.ResponseWriter, r *http.Request) {
 		c.storeProblem(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "dlq", &view{Title: "Dead letters", Nav: "dlq", Data: d})
+	c.render(w, r, http.StatusOK, bind(dlqHTML), &view{Title: "Dead letters", Nav: "dlq", Data: d})
 }
 
 // afterDLQAction shows the panel again with what happened: in place for
@@ -104,7 +104,7 @@ func (c *Console) afterDLQAction(w http.ResponseWriter, r *http.Request, filter,
 		return
 	}
 	d.Notice, d.Problem = notice, problem
-	c.fragment(w, r, status, "dlq-panel", &view{Data: d})
+	c.fragment(w, r, status, bind(dlqPanelHTML), &view{Data: d})
 }
 
 // opsProblem words an error from pkg/ops for the page.
@@ -217,5 +217,5 @@ func (c *Console) dlqDetail(w http.ResponseWriter, r *http.Request) {
 	}
 	d := dlqDetailData{Seq: seq, Stage: doc.Stage, Reason: doc.Reason, LeadID: doc.LeadID, Subject: doc.OriginalSubject,
 		FailedAt: doc.FailedAt, Document: pretty.String()}
-	c.render(w, r, http.StatusOK, "dlq-detail", &view{Title: fmt.Sprintf("Dead letter %d", seq), Nav: "dlq", Data: d})
+	c.render(w, r, http.StatusOK, bind(dlqDetailHTML), &view{Title: fmt.Sprintf("Dead letter %d", seq), Nav: "dlq", Data: d})
 }

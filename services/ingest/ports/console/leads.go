@@ -16,11 +16,14 @@ import (
 	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
-// windows are the time filters of the runs list.
-var windows = []struct {
+// window is a time filter of the runs list.
+type window struct {
 	Value, Label string
 	D            time.Duration
-}{
+}
+
+// windows are the time filters of the runs list.
+var windows = []window{
 	{"1h", "last hour", time.Hour},
 	{"24h", "last 24 hours", 24 * time.Hour},
 	{"7d", "last 7 days", 7 * 24 * time.Hour},
@@ -36,7 +39,7 @@ type leadsData struct {
 	Since    string
 	Statuses []string
 	Sources  []string
-	Windows  any
+	Windows  []window
 	Runs     []runRow
 	Heading  string
 	Empty    string
@@ -87,11 +90,11 @@ func (c *Console) leadsPage(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case looksPersonal(id):
 			v.Error = "That looks like a phone number or a CPF, not a lead id. Search by the C2S lead id; the console does not look people up."
-			c.render(w, r, http.StatusBadRequest, "leads", v)
+			c.render(w, r, http.StatusBadRequest, bind(leadsHTML), v)
 			return
 		case !lead.ValidID(id):
 			v.Error = "A lead id is 1 to 64 letters, digits, hyphens or underscores (C2S ids are 32 hexadecimal characters). Check what you typed."
-			c.render(w, r, http.StatusBadRequest, "leads", v)
+			c.render(w, r, http.StatusBadRequest, bind(leadsHTML), v)
 			return
 		}
 		d.Query = id
@@ -110,7 +113,7 @@ func (c *Console) leadsPage(w http.ResponseWriter, r *http.Request) {
 		d.Runs = toRunRows(list, c.now())
 		d.Heading = "Leads whose id starts with " + id
 		d.Empty = "No lead with this id, or an id starting with it, was ever recorded."
-		c.render(w, r, http.StatusOK, "leads", v)
+		c.render(w, r, http.StatusOK, bind(leadsHTML), v)
 		return
 	}
 	f := runs.RunFilter{Limit: 100}
@@ -138,7 +141,7 @@ func (c *Console) leadsPage(w http.ResponseWriter, r *http.Request) {
 	d.Runs = toRunRows(list, c.now())
 	d.Heading = "Recent runs"
 	d.Empty = "No run matches these filters."
-	c.render(w, r, http.StatusOK, "leads", v)
+	c.render(w, r, http.StatusOK, bind(leadsHTML), v)
 }
 
 func contains(list []string, s string) bool {
@@ -204,7 +207,7 @@ func (c *Console) leadPage(w http.ResponseWriter, r *http.Request) {
 		c.storeProblem(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "lead", &view{Title: "Lead " + short(id), Nav: "leads", Data: buildLead(t, c.now())})
+	c.render(w, r, http.StatusOK, bind(leadHTML), &view{Title: "Lead " + short(id), Nav: "leads", Data: buildLead(t, c.now())})
 }
 
 func buildLead(t *runs.Trace, now time.Time) *leadData {

@@ -84,14 +84,14 @@ func (c *Console) snapshot(ctx context.Context) *overview {
 }
 
 func (c *Console) overviewPage(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, http.StatusOK, "overview", &view{Title: "Overview", Nav: "overview", Data: c.snapshot(r.Context())})
+	c.render(w, r, http.StatusOK, bind(overviewHTML), &view{Title: "Overview", Nav: "overview", Data: c.snapshot(r.Context())})
 }
 
 // overviewStream pushes the overview's body every refresh period.
 func (c *Console) overviewStream(w http.ResponseWriter, r *http.Request) {
 	c.stream(w, r, c.cfg.Refresh, func() (string, string, bool) {
 		// No fill: a stream must not consume the page's one-time notice.
-		html, err := c.renderString("overview-body", &view{Data: c.snapshot(r.Context())})
+		html, err := c.renderString(bind(overviewBodyHTML), &view{Data: c.snapshot(r.Context())})
 		if err != nil {
 			c.cfg.Log.Error().Err(err).Msg("console: overview template")
 			return "", "", true

@@ -2,20 +2,22 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"html/template"
+	"io"
 	"math"
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/a-h/templ"
 
 	"github.com/leadflow/leadflow/pkg/ops"
 )
 
-// view is what every page and fragment template receives.
+// view is what every page and fragment receives.
 type view struct {
 	Title     string
 	Nav       string // the active section
@@ -28,52 +30,36 @@ type view struct {
 	Data      any
 }
 
-// templates parses the embedded pages once, when the console serves its
-// first page: an ingest whose console nobody opens keeps neither the parsed
-// templates nor the parser in memory (docs/BENCHMARKS.md, idle RSS). The
-// templates are embedded, so a parse error is a build defect that the
-// package's tests catch (TestTemplatesParse).
-var templates = sync.OnceValue(func() *template.Template {
-	return template.Must(template.New("console").Funcs(funcs).ParseFS(assets, "assets/templates/*.html"))
-})
+// A page draws a view: a whole page, or a fragment (an htmx swap target or
+// a live update). The pages are the templ components in the *.templ files.
+type page func(*view) templ.Component
 
-var funcs = template.FuncMap{
-	"base":       func() string { return Base },
-	"ago":        ago,
-	"dur":        humanDuration,
-	"when":       when,
-	"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"short":      short,
-	"stageName":  stageName,
-	"statusTone": statusTone,
-	"mask":       maskText,
-	"perMin":     perMin,
-	"add":        func(a, b int) int { return a + b },
-	"pct": func(done, total int64) int64 {
-		if total <= 0 {
-			return 0
+// bind makes a page of a component that takes the view and its data. The
+// page fails to draw (the handler answers 500) when the view's Data is not
+// a T.
+func bind[T any](c func(*view, T) templ.Component) page {
+	return func(v *view) templ.Component {
+		d, ok := v.Data.(T)
+		if !ok {
+			return templ.ComponentFunc(func(context.Context, io.Writer) error {
+				return fmt.Errorf("console: the view's data is a %T, the page wants a %T", v.Data, d)
+			})
 		}
-		return min(100, done*100/total)
-	},
-	"derefTime": func(t *time.Time) time.Time {
-		if t == nil {
-			return time.Time{}
-		}
-		return *t
-	},
+		return c(v, d)
+	}
 }
 
-// render writes a whole page, or for htmx requests the same template (the
-// pages are written so that their main part is also a fragment).
-func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, v *view) {
+// render writes a whole page, or for htmx requests the same page (the pages
+// are written so that their main part is also a fragment).
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, p page, v *view) {
 	c.fill(r, v)
-	c.execute(w, status, name, v)
+	c.execute(w, r, status, p, v)
 }
 
-// fragment writes one named part of a page (an htmx swap target).
-func (c *Console) fragment(w http.ResponseWriter, r *http.Request, status int, name string, v *view) {
+// fragment writes one part of a page (an htmx swap target).
+func (c *Console) fragment(w http.ResponseWriter, r *http.Request, status int, p page, v *view) {
 	c.fill(r, v)
-	c.execute(w, status, name, v)
+	c.execute(w, r, status, p, v)
 }
 
 func (c *Console) fill(r *http.Request, v *view) {
@@ -90,10 +76,10 @@ func (c *Console) fill(r *http.Request, v *view) {
 	v.Uncertain = c.cfg.Uncertain != nil
 }
 
-func (c *Console) execute(w http.ResponseWriter, status int, name string, v any) {
+func (c *Console) execute(w http.ResponseWriter, r *http.Request, status int, p page, v *view) {
 	var buf bytes.Buffer
-	if err := templates().ExecuteTemplate(&buf, name, v); err != nil {
-		c.cfg.Log.Error().Err(err).Str("template", name).Msg("console: template failed")
+	if err := p(v).Render(r.Context(), &buf); err != nil {
+		c.cfg.Log.Error().Err(err).Str("path", r.URL.Path).Msg("console: template failed")
 		http.Error(w, "The page could not be drawn. The error is in the ingest log.", http.StatusInternalServerError)
 		return
 	}
@@ -102,10 +88,10 @@ func (c *Console) execute(w http.ResponseWriter, status int, name string, v any)
 	_, _ = w.Write(buf.Bytes())
 }
 
-// renderString runs a fragment template into a string (live updates).
-func (c *Console) renderString(name string, v *view) (string, error) {
+// renderString draws a fragment into a string (live updates).
+func (c *Console) renderString(p page, v *view) (string, error) {
 	var buf bytes.Buffer
-	err := templates().ExecuteTemplate(&buf, name, v)
+	err := p(v).Render(context.Background(), &buf)
 	return buf.String(), err
 }
 
@@ -114,14 +100,14 @@ func (c *Console) renderString(name string, v *view) (string, error) {
 func (c *Console) problem(w http.ResponseWriter, r *http.Request, s *session, status int, msg string) {
 	v := &view{Title: http.StatusText(status), Error: msg}
 	if isHTMX(r) {
-		c.fragment(w, r, status, "notice", v)
+		c.fragment(w, r, status, noticeHTML, v)
 		return
 	}
 	if s == nil {
-		c.execute(w, status, "problem", v)
+		c.execute(w, r, status, problemHTML, v)
 		return
 	}
-	c.render(w, r, status, "problem", v)
+	c.render(w, r, status, problemHTML, v)
 }
 
 // maskText masks CPFs, phones and emails in free text (reasons, errors)
@@ -204,6 +190,88 @@ func flat(v any) string {
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+func base() string { return Base }
+
+// link is a URL inside the console: Base, then path. A value of the page
+// in path goes through pathPart or queryPart first.
+func link(path string) templ.SafeURL { return templ.SafeURL(base() + path) }
+
+// pathPart and queryPart escape a value for the path or the query of a
+// link as html/template did: pathPart percent-encodes only what may not
+// appear in a URL (spaces, quotes, "<>", non-ASCII bytes), queryPart all
+// but letters, digits and "-._~".
+func pathPart(s string) string  { return escapeURL(s, true) }
+func queryPart(s string) string { return escapeURL(s, false) }
+
+// escapeURL is html/template's URL normalizer (norm) and escaper.
+func escapeURL(s string, norm bool) string {
+	var b strings.Builder
+	written := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '!', '#', '$', '&', '*', '+', ',', '/', ':', ';', '=', '?', '@', '[', ']':
+			if norm {
+				continue
+			}
+		case '-', '.', '_', '~':
+			continue
+		case '%':
+			if norm && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+				continue
+			}
+		default:
+			if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+				continue
+			}
+		}
+		b.WriteString(s[written:i])
+		fmt.Fprintf(&b, "%%%02x", c)
+		written = i + 1
+	}
+	if written == 0 {
+		return s
+	}
+	b.WriteString(s[written:])
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func iso(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// pct is done as a whole percentage of total, at most 100.
+func pct(done, total int64) int64 {
+	if total <= 0 {
+		return 0
+	}
+	return min(100, done*100/total)
+}
+
+// reasonList writes skip reasons as "3 superseded, 1 gone".
+func reasonList(reasons []reasonCount) string {
+	parts := make([]string, 0, len(reasons))
+	for _, r := range reasons {
+		parts = append(parts, fmt.Sprintf("%d %s", r.Count, r.Reason))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// progressPace is what follows "n of m leads handled": ", 4.2 a second,
+// about 3 min left", or less.
+func progressPace(j jobView) string {
+	var s string
+	if j.Rate != "" {
+		s += ", " + j.Rate + " a second"
+	}
+	if j.ETA != "" {
+		s += ", about " + j.ETA + " left"
+	}
+	return s
 }
 
 func ago(t time.Time) string {

@@ -140,7 +140,7 @@ func (c *Console) replayPage(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Leads, f.Since = strings.Join(ok, "\n"), ""
 	}
-	c.render(w, r, http.StatusOK, "replay", &view{Title: "Replay", Nav: "replay",
+	c.render(w, r, http.StatusOK, bind(replayHTML), &view{Title: "Replay", Nav: "replay",
 		Data: &replayData{Form: f, Jobs: c.replays.views(c.now())}})
 }
 
@@ -154,10 +154,10 @@ func (c *Console) replayPreview(w http.ResponseWriter, r *http.Request) {
 	v := &view{Title: "Replay", Nav: "replay", Data: d}
 	answer := func(status int) {
 		if isHTMX(r) {
-			c.fragment(w, r, status, "replay-result", v)
+			c.fragment(w, r, status, bind(replayResultHTML), v)
 			return
 		}
-		c.render(w, r, status, "replay", v)
+		c.render(w, r, status, bind(replayHTML), v)
 	}
 	if len(problems) > 0 {
 		d.Problem = strings.Join(problems, " ")
@@ -235,7 +235,7 @@ func (c *Console) replayJobPage(w http.ResponseWriter, r *http.Request) {
 			"This process has no replay with that id (the console keeps the last few since ingest started). Its runs are in each lead's timeline.")
 		return
 	}
-	c.render(w, r, http.StatusOK, "replay-job", &view{Title: "Replay " + j.id, Nav: "replay", Data: j.view(c.now())})
+	c.render(w, r, http.StatusOK, bind(replayJobHTML), &view{Title: "Replay " + j.id, Nav: "replay", Data: j.view(c.now())})
 }
 
 // replayJobStream pushes the progress until the replay ends.
@@ -248,7 +248,7 @@ func (c *Console) replayJobStream(w http.ResponseWriter, r *http.Request) {
 	admin := sessionOf(r).admin
 	c.stream(w, r, 500*time.Millisecond, func() (string, string, bool) {
 		jv := j.view(c.now())
-		html, err := c.renderString("replay-progress", &view{Admin: admin, CSRF: sessionOf(r).csrf, Data: jv})
+		html, err := c.renderString(bind(replayProgressHTML), &view{Admin: admin, CSRF: sessionOf(r).csrf, Data: jv})
 		if err != nil {
 			c.cfg.Log.Error().Err(err).Msg("console: replay progress template")
 			return "", "", true

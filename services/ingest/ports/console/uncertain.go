@@ -43,7 +43,7 @@ func (c *Console) uncertainPage(w http.ResponseWriter, r *http.Request) {
 		c.storeProblem(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "uncertain", &view{Title: "Uncertain deliveries", Nav: "uncertain", Data: d})
+	c.render(w, r, http.StatusOK, bind(uncertainHTML), &view{Title: "Uncertain deliveries", Nav: "uncertain", Data: d})
 }
 
 func (c *Console) uncertainConfirm(w http.ResponseWriter, r *http.Request) {
@@ -103,5 +103,5 @@ func (c *Console) uncertainAction(w http.ResponseWriter, r *http.Request, action
 		return
 	}
 	d.Notice, d.Problem = notice, problem
-	c.fragment(w, r, code, "uncertain-panel", &view{Data: d})
+	c.fragment(w, r, code, bind(uncertainPanelHTML), &view{Data: d})
 }
