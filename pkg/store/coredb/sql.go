@@ -161,7 +161,6 @@ ad_link AS (
 )
 SELECT (SELECT entity_id::text FROM e), (SELECT created FROM e), (SELECT count(*) FROM em_ins)::int, (SELECT count(*) FROM ph_ins)::int, (SELECT count(*) FROM ad_link)::int`
 
-
 // sqlNewPerson writes a person that is not in core.* yet, with sqlPerson's
 // parameters and result columns: the same rows sqlPerson writes for a new
 // entity (contacts in payload order, the first of each kind primary), without
