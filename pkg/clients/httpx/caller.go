@@ -193,11 +193,23 @@ func New(name string, client *http.Client, p Policy, o Options) *Caller {
 
 // DefaultClient has bounded dial/TLS/header timeouts; the whole attempt is
 // bounded by Policy.Timeout through the request context.
+//
+// Idle connections are dropped after IdleConnTimeout, well under the 60-75 s
+// after which common servers and load balancers close them. A request that
+// goes out on a connection the server is closing at that very moment fails
+// after it was written, and a paid call or a post is never resent (its
+// outcome is unknown: a lost paid reply, an uncertain post), so reusing a
+// connection the server may be about to drop would turn an idle pause into
+// such an outcome.
 func DefaultClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 32
+	t.IdleConnTimeout = IdleConnTimeout
 	return &http.Client{Transport: t}
 }
+
+// IdleConnTimeout is how long DefaultClient keeps an idle connection.
+const IdleConnTimeout = 30 * time.Second
 
 // Name is the upstream name used in metrics and logs.
 func (c *Caller) Name() string { return c.name }

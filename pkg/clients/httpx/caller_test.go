@@ -727,3 +727,18 @@ func TestBreakerGaugeAndAttemptHistogram(t *testing.T) {
 		t.Fatalf("unauthorized counted %v times, want 1", v)
 	}
 }
+
+// Idle connections must be dropped before common servers drop them (60 s and
+// more), so no call goes out on a connection the server is closing.
+func TestDefaultClientDropsIdleConnectionsEarly(t *testing.T) {
+	tr, ok := DefaultClient().Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("transport is a %T", DefaultClient().Transport)
+	}
+	if tr.IdleConnTimeout <= 0 || tr.IdleConnTimeout > 30*time.Second {
+		t.Errorf("IdleConnTimeout = %v, want (0, 30s]", tr.IdleConnTimeout)
+	}
+	if tr.MaxIdleConnsPerHost < 8 {
+		t.Errorf("MaxIdleConnsPerHost = %d: connections would not be reused under load", tr.MaxIdleConnsPerHost)
+	}
+}
