@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -144,8 +145,46 @@ func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt, run *events.En
 const addReceiptSQL = `INSERT INTO pipeline.webhook_receipts (lead_id, updated_key, action, status, event_id, payload)
 		VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6) ON CONFLICT (lead_id, updated_key) DO NOTHING`
 
-// WebhookSQL is what a new lead's webhook runs, for store.Warm.
-func WebhookSQL() []string { return []string{addReceiptSQL, runs.StartRunSQL} }
+// WarmWebhooks runs a new lead's webhook statements (the receipt and the run
+// start) once on each of n of pool's connections, inside a transaction that
+// is rolled back: nothing is kept. Preparing the statements is not enough for
+// the first webhooks to answer as fast as the rest: each backend's first
+// write to these tables also loads their and their indexes' catalog entries
+// and sets up the executor, which took 5-10 ms per connection.
+func WarmWebhooks(ctx context.Context, pool *pgxpool.Pool, n int) error {
+	run, err := events.NewReceived(warmLead, events.SourceWebhook, "warm-up", events.LeadReceived{Action: "warm-up"})
+	if err != nil {
+		return err
+	}
+	rc := app.Receipt{LeadID: warmLead, UpdatedKey: "warm-up", Action: "warm-up", Status: app.StatusQueued, EventID: run.EventID}
+	conns := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range n { // n distinct connections: each backend warms its own caches
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		queueReceipt(ctx, b, rc, &run)
+		b.Queue("ROLLBACK")
+		if err := c.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("warm-up: %w", classify(err))
+		}
+	}
+	return nil
+}
+
+// warmLead is the lead id of WarmWebhooks' rolled-back rows; C2S ids are
+// hexadecimal, so it can never be a real lead's.
+const warmLead = "leadflow-warm-up"
 
 func queueReceipt(ctx context.Context, b *pgx.Batch, rc app.Receipt, run *events.Envelope) {
 	var payload any

@@ -14,7 +14,6 @@ import (
 	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/ops"
 	"github.com/leadflow/leadflow/pkg/platform"
-	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/store/pipeline"
 	"github.com/leadflow/leadflow/pkg/store/runs"
@@ -77,10 +76,10 @@ func Setup(cfg Config) platform.Setup {
 			return err
 		}
 		srv.UI = newConsole(ctx, cfg, d)
-		// The webhook's statements are prepared on the warm connections
-		// before ingest listens: the first webhooks answer as fast as the
-		// rest.
-		if err := store.Warm(ctx, d.Pool, min(cfg.Common.DBMaxConns, 4), adapters.WebhookSQL()...); err != nil {
+		// The webhook's statements run once, rolled back, on the warm
+		// connections before ingest listens: the first webhooks answer as
+		// fast as the rest.
+		if err := adapters.WarmWebhooks(ctx, d.Pool, min(cfg.Common.DBMaxConns, 4)); err != nil {
 			return err
 		}
 		d.AddServer(fmt.Sprintf(":%d", cfg.Port), srv.Routes())
