@@ -157,7 +157,10 @@ func WarmWebhooks(ctx context.Context, pool *pgxpool.Pool, n int) error {
 	if err != nil {
 		return err
 	}
-	rc := app.Receipt{LeadID: warmLead, UpdatedKey: "warm-up", Action: "warm-up", Status: app.StatusQueued, EventID: run.EventID}
+	// Every parameter of the same Go type as a real webhook's (the payload
+	// too): pgx builds its encoding plans per connection on first use.
+	rc := app.Receipt{LeadID: warmLead, UpdatedKey: "warm-up", Action: "warm-up", Status: app.StatusQueued, EventID: run.EventID,
+		Payload: []byte(`{}`)}
 	conns := make([]*pgxpool.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
