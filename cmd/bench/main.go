@@ -19,6 +19,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -62,8 +64,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -rounds and -warm must be ≥ 1, -cold and -steady-rate ≥ 0, -steady-leads ≥ 1")
 		os.Exit(2)
 	}
+	if d := os.Getenv("BENCH_PROFILE_DIR"); d != "" {
+		// The bench process too: its NATS server, simulators and load.
+		stop, err := profileSelf(filepath.Join(d, "bench.pprof"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer stop()
+	}
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		os.Exit(1) //nolint:gocritic // a failed run's profile is not wanted
 	}
+}
+
+// profileSelf writes this process's CPU profile to path until stop.
+func profileSelf(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
