@@ -567,12 +567,21 @@ func TestPagesRender(t *testing.T) {
 // Values in links are escaped as html/template escaped them (the expected
 // strings are what it wrote for the same value).
 func TestLinkEscaping(t *testing.T) {
-	const in = `a b"<x>&?/é'+%zz%41[]`
-	if got, want := pathPart(in), `a%20b%22%3cx%3e&?/%c3%a9%27+%25zz%41[]`; got != want {
-		t.Errorf("pathPart = %s, want %s", got, want)
-	}
-	if got, want := queryPart(in), `a%20b%22%3cx%3e%26%3f%2f%c3%a9%27%2b%25zz%2541%5b%5d`; got != want {
-		t.Errorf("queryPart = %s, want %s", got, want)
+	for _, in := range []string{`a b"<x>&?/é'+%zz%41[]#`, "lead-1_A.b~", "5f2c9a7e41b8d3c6a0e1f4b27d9c8e10"} {
+		// A path segment comes back whole and cannot end the path or the
+		// attribute early.
+		p := pathPart(in)
+		if back, err := url.PathUnescape(p); err != nil || back != in {
+			t.Errorf("pathPart(%q) = %q: comes back as %q, %v", in, p, back, err)
+		}
+		if strings.ContainsAny(p, "/?#\" <>'") {
+			t.Errorf("pathPart(%q) = %q keeps a character that ends a segment or an attribute", in, p)
+		}
+		// A query value comes back whole as the one value of its key.
+		q := queryPart(in)
+		if v, err := url.ParseQuery("lead=" + q); err != nil || len(v) != 1 || v.Get("lead") != in {
+			t.Errorf("queryPart(%q) = %q: parses as %v, %v", in, q, v, err)
+		}
 	}
 	if got := pathPart("lead-1_A.b~"); got != "lead-1_A.b~" {
 		t.Errorf("pathPart changed a plain id: %s", got)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -198,49 +199,10 @@ func base() string { return Base }
 // in path goes through pathPart or queryPart first.
 func link(path string) templ.SafeURL { return templ.SafeURL(base() + path) }
 
-// pathPart and queryPart escape a value for the path or the query of a
-// link as html/template did: pathPart percent-encodes only what may not
-// appear in a URL (spaces, quotes, "<>", non-ASCII bytes), queryPart all
-// but letters, digits and "-._~".
-func pathPart(s string) string  { return escapeURL(s, true) }
-func queryPart(s string) string { return escapeURL(s, false) }
-
-// escapeURL is html/template's URL normalizer (norm) and escaper.
-func escapeURL(s string, norm bool) string {
-	var b strings.Builder
-	written := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch c {
-		case '!', '#', '$', '&', '*', '+', ',', '/', ':', ';', '=', '?', '@', '[', ']':
-			if norm {
-				continue
-			}
-		case '-', '.', '_', '~':
-			continue
-		case '%':
-			if norm && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-				continue
-			}
-		default:
-			if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
-				continue
-			}
-		}
-		b.WriteString(s[written:i])
-		fmt.Fprintf(&b, "%%%02x", c)
-		written = i + 1
-	}
-	if written == 0 {
-		return s
-	}
-	b.WriteString(s[written:])
-	return b.String()
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
+// pathPart escapes a value as one path segment of a link, queryPart as a
+// query value (net/url's escaping).
+func pathPart(s string) string  { return url.PathEscape(s) }
+func queryPart(s string) string { return url.QueryEscape(s) }
 
 func iso(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
