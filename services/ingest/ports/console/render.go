@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/a-h/templ"
+	"github.com/go-chi/chi/v5"
 
 	"github.com/leadflow/leadflow/pkg/ops"
 )
@@ -80,13 +81,23 @@ func (c *Console) fill(r *http.Request, v *view) {
 func (c *Console) execute(w http.ResponseWriter, r *http.Request, status int, p page, v *view) {
 	var buf bytes.Buffer
 	if err := p(v).Render(r.Context(), &buf); err != nil {
-		c.cfg.Log.Error().Err(err).Str("path", r.URL.Path).Msg("console: template failed")
+		// The route's pattern, not the path: a path may carry whatever
+		// was typed into the address bar.
+		c.cfg.Log.Error().Err(err).Str("route", routeOf(r)).Msg("console: template failed")
 		http.Error(w, "The page could not be drawn. The error is in the ingest log.", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// routeOf is the request's route pattern, e.g. "/leads/{id}".
+func routeOf(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		return rc.RoutePattern()
+	}
+	return ""
 }
 
 // renderString draws a fragment into a string (live updates).
