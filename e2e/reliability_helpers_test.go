@@ -926,7 +926,7 @@ func (c *cluster) checkInvariants(leads []sim.Lead) *report {
 	var stage, slowest string
 	err = c.pool.QueryRow(ctx, `SELECT coalesce(gap, 0), coalesce(prev || ' → ' || stage, ''), lead_id FROM (
 			SELECT extract(epoch FROM at - lag(at) OVER w) AS gap, lag(stage) OVER w AS prev, stage, lead_id
-			FROM pipeline.lead_stages WHERE lead_id = ANY($1) WINDOW w AS (PARTITION BY run_id ORDER BY at)) g
+			FROM pipeline.lead_steps WHERE lead_id = ANY($1) WINDOW w AS (PARTITION BY run_id ORDER BY at)) g
 		WHERE gap IS NOT NULL ORDER BY gap DESC LIMIT 1`, ids).Scan(&gap, &stage, &slowest)
 	if err == nil {
 		r.LongestStage, r.StageOfLong, r.SlowestLead = time.Duration(gap*float64(time.Second)), stage, slowest
@@ -943,7 +943,7 @@ func (c *cluster) checkInvariants(leads []sim.Lead) *report {
 // describeLead is a lead's trace and what the C2S simulator saw of it, with
 // times relative to its first stage (for the notes of a slow lead).
 func (c *cluster) describeLead(id string) string {
-	rows, err := c.pool.Query(context.Background(), `SELECT stage, outcome, at FROM pipeline.lead_stages WHERE lead_id = $1 ORDER BY at`, id)
+	rows, err := c.pool.Query(context.Background(), `SELECT stage, outcome, at FROM pipeline.lead_steps WHERE lead_id = $1 ORDER BY at`, id)
 	if err != nil {
 		return err.Error()
 	}

@@ -23,7 +23,7 @@ type StageCounts struct {
 	Failed     int       `json:"failed"` // dead-lettered (StageFailed)
 }
 
-// CountStages counts the trace rows per stage recorded since each of the
+// CountStages counts the trace steps per stage recorded since each of the
 // given times, in the same order. One query, one pass over the oldest
 // window (lead_stages_at keeps it to that window).
 func (s *Store) CountStages(ctx context.Context, since ...time.Time) ([]StageCounts, error) {
@@ -38,11 +38,20 @@ func (s *Store) CountStages(ctx context.Context, since ...time.Time) ([]StageCou
 			oldest = t
 		}
 	}
+	// Received counts the runs started (lead_runs_started keeps it to the
+	// window too); trace rows of that stage, kept from before runs held it,
+	// are left out so that no run counts twice.
 	rows, err := s.pool.Query(ctx, `SELECT w.i, s.stage, s.outcome = 'sent', count(*)
 		FROM unnest($1::timestamptz[]) WITH ORDINALITY AS w(since, i)
 		JOIN pipeline.lead_stages s ON s.at >= w.since
-		WHERE s.at >= $2
-		GROUP BY 1, 2, 3`, since, oldest)
+		WHERE s.at >= $2 AND s.stage <> 'received'
+		GROUP BY 1, 2, 3
+		UNION ALL
+		SELECT w.i, 'received', false, count(*)
+		FROM unnest($1::timestamptz[]) WITH ORDINALITY AS w(since, i)
+		JOIN pipeline.lead_runs r ON r.started_at >= w.since
+		WHERE r.started_at >= $2
+		GROUP BY 1`, since, oldest)
 	if err != nil {
 		return nil, dbErr("runs.count", err)
 	}

@@ -53,8 +53,10 @@ type Store struct {
 // New returns a store on pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// StartRun records the start of env's run and its first trace step; a
-// repeat is a no-op. The step keeps ctx's trace id.
+// StartRun records the start of env's run; a repeat is a no-op. The run
+// row is also the run's first trace step ("received", read through
+// pipeline.lead_steps): it keeps when the lead was received and ctx's trace
+// id, so ingest writes no trace row of its own.
 func StartRun(ctx context.Context, db DB, env events.Envelope) error {
 	_, err := db.Exec(ctx, startRunSQL, startRunArgs(env, messaging.TraceID(ctx))...)
 	return dbErr("runs.start", err)
@@ -66,20 +68,16 @@ func QueueStartRun(ctx context.Context, b *pgx.Batch, env events.Envelope) {
 	b.Queue(startRunSQL, startRunArgs(env, messaging.TraceID(ctx))...)
 }
 
-// StartRunSQL is StartRun's statement (for store.Warm).
-const StartRunSQL = startRunSQL
-
-const startRunSQL = `WITH run AS (
-		INSERT INTO pipeline.lead_runs (run_id, lead_id, source, replay_id, started_at)
-		VALUES ($1, $2, $3, NULLIF($4, ''), $5) ON CONFLICT (run_id) DO NOTHING
-	)
-	INSERT INTO pipeline.lead_stages (event_id, run_id, lead_id, stage, outcome, detail, at)
-	VALUES ($6, $1, $2, 'received', $3, jsonb_build_object('replay_id', NULLIF($4, ''))
-		|| CASE WHEN $7::text <> '' THEN jsonb_build_object('trace_id', $7::text) ELSE '{}'::jsonb END, $5)
-	ON CONFLICT (event_id) DO NOTHING`
+// A stage may record its outcome before ingest has written the run start (ingest
+// publishes first): the run then exists without received_at, and the start
+// adds it without touching the run's status. A repeat changes nothing.
+const startRunSQL = `INSERT INTO pipeline.lead_runs AS r (run_id, lead_id, source, replay_id, started_at, received_at, trace_id)
+	VALUES ($1, $2, $3, NULLIF($4, ''), $5, $5, NULLIF($6, ''))
+	ON CONFLICT (run_id) DO UPDATE SET received_at = EXCLUDED.received_at, trace_id = EXCLUDED.trace_id
+	WHERE r.received_at IS NULL`
 
 func startRunArgs(env events.Envelope, traceID string) []any {
-	return []any{env.RunID, env.LeadID, string(env.Source), env.ReplayID, env.OccurredAt, env.EventID, traceID}
+	return []any{env.RunID, env.LeadID, string(env.Source), env.ReplayID, env.OccurredAt, traceID}
 }
 
 // Outcome is one stage's result for the trace.
@@ -259,7 +257,7 @@ func (s *Store) Trace(ctx context.Context, leadID string) (*Trace, error) {
 	}
 	rows.Close()
 	rows, err = s.pool.Query(ctx, `SELECT run_id, stage, outcome, detail, COALESCE(error, ''), at
-		FROM pipeline.lead_stages WHERE lead_id = $1 ORDER BY at, stage`, leadID)
+		FROM pipeline.lead_steps WHERE lead_id = $1 ORDER BY at, stage`, leadID)
 	if err != nil {
 		return nil, dbErr("runs.trace", err)
 	}

@@ -20,7 +20,7 @@ func TestWarmWebhooksKeepsNothing(t *testing.T) {
 	if err := WarmWebhooks(ctx, pool, 3); err != nil {
 		t.Fatal(err)
 	}
-	for _, table := range []string{"pipeline.webhook_receipts", "pipeline.lead_runs", "pipeline.lead_stages"} {
+	for _, table := range []string{"pipeline.webhook_receipts", "pipeline.lead_runs"} {
 		var rows, size int64
 		if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+table+`), pg_relation_size($1::regclass)`, table).Scan(&rows, &size); err != nil {
 			t.Fatal(err)
