@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/leadflow/leadflow/cmd/stack/stack"
@@ -67,6 +68,7 @@ type steadyResult struct {
 	missing      int             // leads that should have a message and have none
 	callsPerLead float64
 	allDone      time.Duration // first webhook sent → every run over
+	stages       *stageTimes   // the product's trace of the steady leads (nil for the floor)
 }
 
 func run(ctx context.Context, o options) error {
@@ -140,6 +142,13 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	if err := t.waitReady(); err != nil {
 		return nil, err
 	}
+	// The set-up leaves about 100 MB of dirty pages (the binaries just
+	// built, the new database's files). The kernel writes them back 30 s
+	// later (vm.dirty_expire_centisecs), in the middle of the load, and
+	// every commit's WAL flush then waits behind them: write them now.
+	syncStart := time.Now()
+	syscall.Sync()
+	fmt.Fprintf(os.Stderr, "%s: sync took %s\n", kind, time.Since(syncStart).Round(time.Millisecond))
 	r := &result{kind: kind, leads: n, procs: t.procs}
 	r.load[0] = loadAvg()
 	var stopOnce sync.Once
@@ -290,6 +299,11 @@ func runSteady(ctx context.Context, o options, e *env, t *target, off int) (*ste
 		return nil, err
 	}
 	s := &steadyResult{n: o.steadyLeads, achieved: achieved, answer: answer, allDone: time.Since(sent[0])}
+	if t.kind == "product" && !o.steadyEdgeAlone {
+		if s.stages, err = readStageTimes(ctx, e, sent[0]); err != nil {
+			return nil, err
+		}
+	}
 	s.callsPerLead = float64(e.simRequests()-calls) / float64(s.n)
 	upstream := time.Duration(float64(o.simLatency) * s.callsPerLead)
 	for i, l := range e.leads[off:] {
@@ -366,6 +380,21 @@ func report(o options, round int, p, f *result) {
 			func(r *result) string { return fmt.Sprintf("%.2f", r.steady.callsPerLead) }, "", "")
 		row("leads timed end to end / leads without their message",
 			func(r *result) string { return fmt.Sprintf("%d / %d", len(r.steady.e2e), r.steady.missing) }, "", "0 without")
+		if p != nil && p.steady.stages != nil {
+			st := p.steady.stages
+			fmt.Printf("| per stage p50 / p99, ms (the product's trace): resolve / enrich / notify | %.1f / %.1f, %.1f / %.1f, %.1f / %.1f | | | |\n",
+				ms(pct(st.resolve, 50)), ms(pct(st.resolve, 99)), ms(pct(st.enrich, 50)), ms(pct(st.enrich, 99)), ms(pct(st.notify, 50)), ms(pct(st.notify, 99)))
+			fmt.Printf("| the slowest 1 %% of leads (trace): leads / distinct seconds they were received in / most in one second (at +s) | %d / %d / %d (+%.0f s) | | | evenly spread: about one per second |\n",
+				st.slowest, st.slowSeconds, st.busiest, st.busiestAt.Seconds())
+			var at []string
+			for _, d := range st.analyzed {
+				at = append(at, fmt.Sprintf("+%.1f s", d.Seconds()))
+			}
+			if len(at) == 0 {
+				at = []string{"none"}
+			}
+			fmt.Printf("| the bench's ANALYZE ended at (from the start of the load) | %s | | | |\n", strings.Join(at, ", "))
+		}
 		row("every run over, s after the first webhook",
 			func(r *result) string { return fmt.Sprintf("%.1f", r.steady.allDone.Seconds()) }, "", "")
 	}

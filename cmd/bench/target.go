@@ -48,6 +48,22 @@ type env struct {
 	sims          *sim.Sims
 	leads         []sim.Lead // distinct simulated leads, in posting order
 	bodies        [][]byte   // their on_create_lead webhooks
+
+	analyzedMu sync.Mutex
+	analyzed   []time.Time // when each of the analyzer's ANALYZEs ended
+}
+
+// analyzedSince returns when ANALYZE ran after since, as offsets from it.
+func (e *env) analyzedSince(since time.Time) []time.Duration {
+	e.analyzedMu.Lock()
+	defer e.analyzedMu.Unlock()
+	var out []time.Duration
+	for _, t := range e.analyzed {
+		if t.After(since) {
+			out = append(out, t.Sub(since))
+		}
+	}
+	return out
 }
 
 // pgStats are the database's counters in pg_stat_database.
@@ -167,6 +183,9 @@ func (e *env) analyzer(d time.Duration) func() {
 				case <-t.C:
 					e.own.Add(1)
 					_ = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error { _, err := tx.Exec(ctx, "ANALYZE"); return err })
+					e.analyzedMu.Lock()
+					e.analyzed = append(e.analyzed, time.Now())
+					e.analyzedMu.Unlock()
 				}
 			}
 		}()
