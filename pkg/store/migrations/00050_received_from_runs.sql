@@ -14,8 +14,12 @@ CREATE VIEW pipeline.lead_steps AS
         jsonb_build_object('replay_id', replay_id)
             || CASE WHEN trace_id IS NOT NULL THEN jsonb_build_object('trace_id', trace_id) ELSE '{}'::jsonb END,
         NULL, received_at
-    FROM pipeline.lead_runs
-    WHERE received_at IS NOT NULL;
+    FROM pipeline.lead_runs r
+    WHERE received_at IS NOT NULL
+      -- a run started before this migration and started again after it (a
+      -- C2S retry across the deploy) keeps its one received row
+      AND NOT EXISTS (SELECT 1 FROM pipeline.lead_stages s
+          WHERE s.lead_id = r.lead_id AND s.run_id = r.run_id AND s.stage = 'received');
 
 -- +goose Down
 DROP VIEW IF EXISTS pipeline.lead_steps;

@@ -103,6 +103,13 @@ func TestReceivedStepComesFromTheRun(t *testing.T) {
 	if got := received("lead-o"); len(got) != 1 || got[0].Outcome != "make" {
 		t.Fatalf("old run's received steps = %+v", got)
 	}
+	// ...and started again after it (a retry across the deploy): still one.
+	if err := StartRun(ctx, pool, old); err != nil {
+		t.Fatal(err)
+	}
+	if got := received("lead-o"); len(got) != 1 || got[0].Outcome != "make" {
+		t.Fatalf("old run started again: received steps = %+v", got)
+	}
 	counts, err := s.CountStages(ctx, time.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
