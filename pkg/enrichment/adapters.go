@@ -53,6 +53,9 @@ type CoreWriter struct {
 	Core *coredb.Writer
 }
 
+// Warm is coredb's store.Warmer.
+func (w CoreWriter) Warm(ctx context.Context, tx pgx.Tx) error { return w.Core.Warm(ctx, tx) }
+
 // WritePerson implements Writer.
 func (w CoreWriter) WritePerson(ctx context.Context, p *person.Person, leadID string) (string, error) {
 	r, err := w.Core.WritePerson(ctx, p, leadID)

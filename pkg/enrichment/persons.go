@@ -15,6 +15,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/domain/person"
 	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/pipeline"
 )
 
@@ -102,6 +103,21 @@ type Persons struct {
 	OnCreditsOut func(ctx context.Context, wait time.Duration)
 
 	flight singleflight.Group
+}
+
+// Warmers returns the store.Warmers of the stores behind s (the payloads'
+// claim, the person writer) that have one; the enricher runs them on every
+// new connection (store.Warmup).
+func (s *Persons) Warmers() []store.Warmer {
+	var out []store.Warmer
+	for _, c := range []any{s.Payloads, s.Writer} {
+		if w, ok := c.(interface {
+			Warm(context.Context, pgx.Tx) error
+		}); ok {
+			out = append(out, w.Warm)
+		}
+	}
+	return out
 }
 
 // Result is one person's enrichment.

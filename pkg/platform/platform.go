@@ -143,11 +143,29 @@ type Deps struct {
 	running          atomic.Bool // the consumers are subscribed
 	servers          []*http.Server
 	consumerReplicas int
+	warmup           *store.Warmup
+	dbMaxConns       int
 }
 
-// warmConns is how many pooled connections a service opens before it
-// reports ready.
-const warmConns = 4
+// Warm registers the service's warmers (each package's hot statements, run
+// on every new connection of Pool inside a rolled-back transaction, see
+// store.Warmup) and warms all of Pool's connections now. Setups call it
+// before they return, so /ready says yes only once the first leads and
+// webhooks find warm connections.
+func (d *Deps) Warm(ctx context.Context, warmers ...store.Warmer) error {
+	if d.warmup == nil { // Deps built by hand (tests): warm what is open now
+		d.warmup = &store.Warmup{}
+	}
+	d.warmup.Add(warmers...)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := store.Warm(ctx, d.Pool, d.dbMaxConns, d.warmup); err != nil {
+		return err
+	}
+	d.Log.Info().Int("connections", int(d.Pool.Stat().TotalConns())).Dur("took", time.Since(start)).Msg("postgres connections warmed")
+	return nil
+}
 
 // budgetConns is the size of Deps.Budgets: one statement per upstream call,
 // each a single short UPDATE.
@@ -155,7 +173,8 @@ const budgetConns = 2
 
 // Connect dials NATS and Postgres, provisions the stream and migrates.
 func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
-	d := &Deps{Service: c.Service, Log: log, Registry: prometheus.NewRegistry(), consumerReplicas: c.ConsumerReplicas}
+	d := &Deps{Service: c.Service, Log: log, Registry: prometheus.NewRegistry(), consumerReplicas: c.ConsumerReplicas,
+		warmup: &store.Warmup{}, dbMaxConns: c.DBMaxConns}
 	if d.consumerReplicas == 0 {
 		// Set on purpose on every durable consumer: a consumer is as
 		// available as the stream it reads.
@@ -179,15 +198,11 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		d.Close()
 		return nil, err
 	}
-	if d.Pool, err = store.Open(pctx, c.DatabaseURL, int32(c.DBMaxConns), c.AsyncCommit); err != nil {
+	if d.Pool, err = store.Open(pctx, c.DatabaseURL, int32(c.DBMaxConns), c.AsyncCommit, d.warmup); err != nil {
 		d.Close()
 		return nil, err
 	}
 	if err = store.Migrate(pctx, d.Pool); err != nil {
-		d.Close()
-		return nil, err
-	}
-	if err = store.Warm(pctx, d.Pool, min(c.DBMaxConns, warmConns)); err != nil {
 		d.Close()
 		return nil, err
 	}

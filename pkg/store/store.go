@@ -27,8 +27,9 @@ var migrationFiles embed.FS
 const migrationLockID int64 = 0x1eadf10e
 
 // Open connects a pool and checks the server answers.
-// asyncCommit sets synchronous_commit=off on every session.
-func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool) (*pgxpool.Pool, error) {
+// asyncCommit sets synchronous_commit=off on every session. A warmup, when
+// given, warms every connection the pool opens before it is handed out.
+func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool, warmup ...*Warmup) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -44,6 +45,9 @@ func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool) (*p
 	if asyncCommit {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}
+	if len(warmup) > 0 && warmup[0] != nil {
+		cfg.AfterConnect = warmup[0].afterConnect
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -55,35 +59,6 @@ func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool) (*p
 		return nil, fmt.Errorf("postgres unreachable: %w", err)
 	}
 	return pool, nil
-}
-
-// Warm opens n of pool's connections now (rather than on the first
-// requests) and prepares statements on each of them by their text, as pgx's
-// statement cache would on first use, so the first requests after start-up
-// pay for neither a connection nor a statement's preparation. Services call
-// it before they report ready.
-func Warm(ctx context.Context, pool *pgxpool.Pool, n int, statements ...string) error {
-	conns := make([]*pgxpool.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			c.Release()
-		}
-	}()
-	for range n {
-		c, err := pool.Acquire(ctx)
-		if err != nil {
-			return err
-		}
-		conns = append(conns, c)
-	}
-	for _, c := range conns {
-		for _, sql := range statements {
-			if _, err := c.Conn().Prepare(ctx, sql, sql); err != nil {
-				return fmt.Errorf("prepare: %w", err)
-			}
-		}
-	}
-	return nil
 }
 
 // coreSchema applies ../shared/contracts/db/schema.sql verbatim: every

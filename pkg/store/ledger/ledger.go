@@ -80,6 +80,24 @@ func LockKey(leadID string) string { return "notify:" + leadID }
 const columns = `lead_id, run_id, run_key, stage, status, COALESCE(route, ''), message_hash, attempts,
 	COALESCE(reason, ''), created_at, updated_at, sent_at`
 
+// A delivery's statements (Begin, Posting, end; Warm runs the same).
+const (
+	lockSQL   = `SELECT pg_advisory_lock(hashtextextended($1, 0))`
+	unlockSQL = `SELECT pg_advisory_unlock(hashtextextended($1, 0))`
+	// xmax = 0 only on the row this statement inserted.
+	beginSQL = `INSERT INTO pipeline.notifications AS n (lead_id, run_key, stage, run_id, status, message_hash, attempts)
+		VALUES ($1, $2, $3, $4, 'posting', $5, 1)
+		ON CONFLICT (lead_id, run_key, stage) DO UPDATE SET updated_at = n.updated_at
+		RETURNING ` + columns + `, n.xmax = 0`
+	postingSQL = `UPDATE pipeline.notifications SET status = 'posting', message_hash = $4,
+		attempts = attempts + 1, updated_at = now()
+		WHERE lead_id = $1 AND run_key = $2 AND stage = $3 RETURNING ` + columns
+	endSQL = `UPDATE pipeline.notifications SET status = $4, route = COALESCE(NULLIF($5, ''), route),
+		reason = COALESCE(NULLIF($6, ''), reason), updated_at = now(),
+		sent_at = CASE WHEN $4 = 'sent' THEN COALESCE(sent_at, now()) ELSE sent_at END
+		WHERE lead_id = $1 AND run_key = $2 AND stage = $3 RETURNING ` + columns
+)
+
 func scan(row pgx.Row) (Entry, error) {
 	var e Entry
 	err := row.Scan(&e.LeadID, &e.RunID, &e.RunKey, &e.Stage, &e.Status, &e.Route, &e.MessageHash, &e.Attempts,
@@ -110,7 +128,7 @@ func Open(ctx context.Context, pool *pgxpool.Pool, key Key, runID, messageHash s
 		return nil, err
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 0))`, LockKey(key.LeadID))
+	b.Queue(lockSQL, LockKey(key.LeadID))
 	b.Queue(`INSERT INTO pipeline.notifications AS n (lead_id, run_key, stage, run_id, status, message_hash, attempts)
 		VALUES ($1, $2, $3, $4, 'pending', $5, 0)
 		ON CONFLICT (lead_id, run_key, stage) DO UPDATE SET updated_at = n.updated_at
@@ -143,12 +161,8 @@ func Begin(ctx context.Context, pool *pgxpool.Pool, key Key, runID, messageHash 
 		return nil, err
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 0))`, LockKey(key.LeadID))
-	// xmax = 0 only on the row this statement inserted.
-	b.Queue(`INSERT INTO pipeline.notifications AS n (lead_id, run_key, stage, run_id, status, message_hash, attempts)
-		VALUES ($1, $2, $3, $4, 'posting', $5, 1)
-		ON CONFLICT (lead_id, run_key, stage) DO UPDATE SET updated_at = n.updated_at
-		RETURNING `+columns+`, n.xmax = 0`, key.LeadID, key.RunKey, key.Stage, runID, messageHash)
+	b.Queue(lockSQL, LockKey(key.LeadID))
+	b.Queue(beginSQL, key.LeadID, key.RunKey, key.Stage, runID, messageHash)
 	res := s.conn.SendBatch(ctx, b)
 	_, err = res.Exec()
 	s.locked = err == nil
@@ -174,7 +188,7 @@ func OpenRun(ctx context.Context, pool *pgxpool.Pool, leadID, runID string) (*Se
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, LockKey(leadID)); err != nil {
+	if _, err := s.conn.Exec(ctx, lockSQL, LockKey(leadID)); err != nil {
 		s.Close()
 		return nil, classify("ledger.open", err)
 	}
@@ -205,10 +219,7 @@ func acquire(ctx context.Context, pool *pgxpool.Pool, key Key) (*Session, error)
 // messageHash starts now: if its end is never recorded, the next attempt
 // reads the lead first.
 func (s *Session) Posting(ctx context.Context, messageHash string) error {
-	e, err := scan(s.conn.QueryRow(ctx, `UPDATE pipeline.notifications SET status = 'posting', message_hash = $4,
-		attempts = attempts + 1, updated_at = now()
-		WHERE lead_id = $1 AND run_key = $2 AND stage = $3 RETURNING `+columns,
-		s.key.LeadID, s.key.RunKey, s.key.Stage, messageHash))
+	e, err := scan(s.conn.QueryRow(ctx, postingSQL, s.key.LeadID, s.key.RunKey, s.key.Stage, messageHash))
 	if err != nil {
 		return classify("ledger.posting", err)
 	}
@@ -271,18 +282,14 @@ func (s *Session) FinishWith(ctx context.Context, status, route, reason string, 
 func (s *Session) end(ctx context.Context, status, route, reason string, queue func(*pgx.Batch)) (e Entry, err error) {
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	b.Queue(`UPDATE pipeline.notifications SET status = $4, route = COALESCE(NULLIF($5, ''), route),
-		reason = COALESCE(NULLIF($6, ''), reason), updated_at = now(),
-		sent_at = CASE WHEN $4 = 'sent' THEN COALESCE(sent_at, now()) ELSE sent_at END
-		WHERE lead_id = $1 AND run_key = $2 AND stage = $3 RETURNING `+columns,
-		s.key.LeadID, s.key.RunKey, s.key.Stage, status, route, reason)
+	b.Queue(endSQL, s.key.LeadID, s.key.RunKey, s.key.Stage, status, route, reason)
 	before := b.Len()
 	if queue != nil {
 		queue(b)
 	}
 	extra := b.Len() - before
 	b.Queue("COMMIT")
-	b.Queue(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, LockKey(s.key.LeadID))
+	b.Queue(unlockSQL, LockKey(s.key.LeadID))
 	res := s.conn.SendBatch(ctx, b)
 	tx := res.Tx()
 	defer func() {
@@ -317,7 +324,7 @@ func (s *Session) Close() {
 	if s.locked {
 		// A fresh context: the unlock must happen even when ctx is done.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := s.conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, LockKey(s.key.LeadID))
+		_, err := s.conn.Exec(ctx, unlockSQL, LockKey(s.key.LeadID))
 		cancel()
 		if err != nil {
 			_ = s.conn.Conn().Close(context.Background()) // closing drops the session lock

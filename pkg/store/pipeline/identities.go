@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
@@ -19,7 +18,7 @@ import (
 // Identities looks identifiers up in the product's own records (core.*
 // first, then earlier resolutions) and saves what a resolution learnt.
 type Identities struct {
-	Pool *pgxpool.Pool
+	Pool store.Batcher // a pool, or a transaction (WarmResolution)
 }
 
 var (

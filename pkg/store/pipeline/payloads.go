@@ -123,24 +123,15 @@ func (p *Payloads) claimAndPay(ctx context.Context, cpf string, reuse Reuse, pay
 			return
 		}
 		// A fresh context: the unlock must happen even when ctx is done.
-		if _, uerr := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey); uerr != nil {
+		if _, uerr := conn.Exec(context.WithoutCancel(ctx), unlockSQL, lockKey); uerr != nil {
 			conn.Conn().Close(context.Background()) //nolint:errcheck // closing drops the session lock
 		}
 	}()
 	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_lock(hashtextextended($1, 0))`, lockKey)
+	b.Queue(lockSQL, lockKey)
 	// After the lock, in its own snapshot: what is stored now, and the
 	// attempt recorded only when nothing usable is stored and the cap allows.
-	b.Queue(`WITH s AS (`+storedSQL+`),
-		n AS (SELECT count(*) AS n FROM pipeline.workapi_attempts
-			WHERE cpf = $1 AND status <> $6 AND started_at > now() - interval '1 day'),
-		ins AS (INSERT INTO pipeline.workapi_attempts (cpf)
-			SELECT $1 FROM s, n
-			WHERE NOT ($7::boolean AND ((s.payload IS NOT NULL AND s.payload_ok) OR (s.nobody IS NOT NULL AND s.nobody_ok)))
-			  AND ($5::int <= 0 OR n.n < $5::int)
-			RETURNING attempt_id)
-		SELECT s.payload, s.payload_ok, s.nobody, s.nobody_ok, s.payload_new, n.n, (SELECT attempt_id FROM ins) FROM s, n`,
-		cpf, reuse.Always, reuse.MaxAge.Microseconds(), nullTime(reuse.FetchedAfter), p.MaxAttemptsPerDay, AttemptNotCharged, reuse.any())
+	b.Queue(claimSQL, p.claimArgs(cpf, reuse)...)
 	res := conn.SendBatch(ctx, b)
 	var (
 		row     storedRow
@@ -180,14 +171,9 @@ func (p *Payloads) claimAndPay(ctx context.Context, cpf string, reuse Reuse, pay
 	// free before the transaction's writes are visible.
 	b = &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	b.Queue(`WITH answered AS (
-			UPDATE pipeline.workapi_attempts SET status = $4, finished_at = now() WHERE attempt_id = $3
-		)
-		INSERT INTO pipeline.workapi_payloads (cpf, payload, fetched_at) VALUES ($1, $2, now())
-		ON CONFLICT (cpf) DO UPDATE SET payload = EXCLUDED.payload, fetched_at = now(),
-		fetch_count = pipeline.workapi_payloads.fetch_count + 1`, cpf, []byte(fresh), *id, AttemptAnswered)
+	b.Queue(storePayloadSQL, cpf, []byte(fresh), *id, AttemptAnswered)
 	b.Queue("COMMIT")
-	b.Queue(`SELECT pg_advisory_unlock(hashtextextended($1, 0))`, lockKey)
+	b.Queue(unlockSQL, lockKey)
 	br := conn.SendBatch(ctx, b)
 	tx := br.Tx()
 	err = br.Close()
@@ -209,7 +195,33 @@ func (p *Payloads) finish(ctx context.Context, db store.DB, id int64, status str
 	if cause != nil {
 		msg = cause.Error()
 	}
-	_, _ = db.Exec(context.WithoutCancel(ctx), `UPDATE pipeline.workapi_attempts SET status = $2, error = NULLIF($3, ''), finished_at = now() WHERE attempt_id = $1`, id, status, msg)
+	_, _ = db.Exec(context.WithoutCancel(ctx), finishSQL, id, status, msg)
+}
+
+// The claim's statements (claimAndPay; WarmPayloads runs the same).
+const (
+	lockSQL   = `SELECT pg_advisory_lock(hashtextextended($1, 0))`
+	unlockSQL = `SELECT pg_advisory_unlock(hashtextextended($1, 0))`
+	claimSQL  = `WITH s AS (` + storedSQL + `),
+		n AS (SELECT count(*) AS n FROM pipeline.workapi_attempts
+			WHERE cpf = $1 AND status <> $6 AND started_at > now() - interval '1 day'),
+		ins AS (INSERT INTO pipeline.workapi_attempts (cpf)
+			SELECT $1 FROM s, n
+			WHERE NOT ($7::boolean AND ((s.payload IS NOT NULL AND s.payload_ok) OR (s.nobody IS NOT NULL AND s.nobody_ok)))
+			  AND ($5::int <= 0 OR n.n < $5::int)
+			RETURNING attempt_id)
+		SELECT s.payload, s.payload_ok, s.nobody, s.nobody_ok, s.payload_new, n.n, (SELECT attempt_id FROM ins) FROM s, n`
+	storePayloadSQL = `WITH answered AS (
+			UPDATE pipeline.workapi_attempts SET status = $4, finished_at = now() WHERE attempt_id = $3
+		)
+		INSERT INTO pipeline.workapi_payloads (cpf, payload, fetched_at) VALUES ($1, $2, now())
+		ON CONFLICT (cpf) DO UPDATE SET payload = EXCLUDED.payload, fetched_at = now(),
+		fetch_count = pipeline.workapi_payloads.fetch_count + 1`
+	finishSQL = `UPDATE pipeline.workapi_attempts SET status = $2, error = NULLIF($3, ''), finished_at = now() WHERE attempt_id = $1`
+)
+
+func (p *Payloads) claimArgs(cpf string, reuse Reuse) []any {
+	return []any{cpf, reuse.Always, reuse.MaxAge.Microseconds(), nullTime(reuse.FetchedAfter), p.MaxAttemptsPerDay, AttemptNotCharged, reuse.any()}
 }
 
 // storedSQL reads what is stored for $1 under the reuse rule ($2 always,

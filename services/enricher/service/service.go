@@ -11,6 +11,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/platform"
+	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/enricher/adapters"
 	"github.com/leadflow/leadflow/services/enricher/app"
 	"github.com/leadflow/leadflow/services/enricher/ports"
@@ -46,6 +47,10 @@ func Setup(cfg Config) platform.Setup {
 	return func(ctx context.Context, d *platform.Deps) error {
 		e, err := NewApplication(cfg, d)
 		if err != nil {
+			return err
+		}
+		// Warm connections before the consumer subscribes (ready).
+		if err := d.Warm(ctx, append(e.Persons.Warmers(), runs.WarmRecord)...); err != nil {
 			return err
 		}
 		return Register(ctx, d, e, cfg)

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
@@ -145,50 +144,27 @@ func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt, run *events.En
 const addReceiptSQL = `INSERT INTO pipeline.webhook_receipts (lead_id, updated_key, action, status, event_id, payload)
 		VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6) ON CONFLICT (lead_id, updated_key) DO NOTHING`
 
-// WarmWebhooks runs a new lead's webhook statements (the receipt and the run
-// start) once on each of n of pool's connections, inside a transaction that
-// is rolled back: nothing is kept. Preparing the statements is not enough for
-// the first webhooks to answer as fast as the rest: each backend's first
-// write to these tables also loads their and their indexes' catalog entries
-// and sets up the executor: a backend's first receipt took 4.2-6.1 ms after
-// preparing alone, and 1.5-2.1 ms after this warm-up (later ones 0.5-1.5 ms).
-func WarmWebhooks(ctx context.Context, pool *pgxpool.Pool, n int) error {
-	run, err := events.NewReceived(warmLead, events.SourceWebhook, "warm-up", events.LeadReceived{Action: "warm-up"})
-	if err != nil {
+// WarmWebhook is ingest's store.Warmer: a new lead's receipt and run start
+// (one batch, as a webhook sends them) and an update's two reads, with
+// every parameter of the same Go type as a real webhook's (the payload
+// too: pgx builds its encoding plans per connection on first use).
+// Preparing alone was not enough: a backend's first receipt took 4.2-6.1 ms
+// after preparing, and 1.5-2.1 ms after this warm-up (later ones 0.5-1.5).
+func WarmWebhook(ctx context.Context, tx pgx.Tx) error {
+	run := runs.WarmEnvelope()
+	rc := app.Receipt{LeadID: store.WarmLead, UpdatedKey: "warm-up", Action: "warm-up", Status: app.StatusQueued, EventID: run.EventID,
+		Payload: []byte(`{}`)}
+	b := &pgx.Batch{}
+	queueReceipt(ctx, b, rc, &run)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
-	// Every parameter of the same Go type as a real webhook's (the payload
-	// too): pgx builds its encoding plans per connection on first use.
-	rc := app.Receipt{LeadID: warmLead, UpdatedKey: "warm-up", Action: "warm-up", Status: app.StatusQueued, EventID: run.EventID,
-		Payload: []byte(`{}`)}
-	conns := make([]*pgxpool.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			c.Release()
-		}
-	}()
-	for range n { // n distinct connections: each backend warms its own caches
-		c, err := pool.Acquire(ctx)
-		if err != nil {
-			return err
-		}
-		conns = append(conns, c)
+	if _, err := receiptExists(ctx, tx, rc.LeadID, rc.UpdatedKey); err != nil {
+		return err
 	}
-	for _, c := range conns {
-		b := &pgx.Batch{}
-		b.Queue("BEGIN")
-		queueReceipt(ctx, b, rc, &run)
-		b.Queue("ROLLBACK")
-		if err := c.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("warm-up: %w", classify(err))
-		}
-	}
-	return nil
+	_, _, _, err := lastContacts(ctx, tx, rc.LeadID)
+	return err
 }
-
-// warmLead is the lead id of WarmWebhooks' rolled-back rows; C2S ids are
-// hexadecimal, so it can never be a real lead's.
-const warmLead = "leadflow-warm-up"
 
 func queueReceipt(ctx context.Context, b *pgx.Batch, rc app.Receipt, run *events.Envelope) {
 	var payload any
@@ -221,10 +197,15 @@ func addReceipt(ctx context.Context, pool *pgxpool.Pool, rc app.Receipt, run *ev
 
 // ReceiptExists implements app.Receipts.
 func (r Receipts) ReceiptExists(ctx context.Context, leadID, key string) (bool, error) {
-	var seen bool
-	err := r.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pipeline.webhook_receipts WHERE lead_id = $1 AND updated_key = $2)`,
-		leadID, key).Scan(&seen)
+	seen, err := receiptExists(ctx, r.Pool, leadID, key)
 	return seen, classify(err)
+}
+
+func receiptExists(ctx context.Context, db runs.DB, leadID, key string) (bool, error) {
+	var seen bool
+	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pipeline.webhook_receipts WHERE lead_id = $1 AND updated_key = $2)`,
+		leadID, key).Scan(&seen)
+	return seen, err
 }
 
 // LastContacts implements app.Receipts.

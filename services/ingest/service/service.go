@@ -76,10 +76,10 @@ func Setup(cfg Config) platform.Setup {
 			return err
 		}
 		srv.UI = newConsole(ctx, cfg, d)
-		// The webhook's statements run once, rolled back, on the warm
-		// connections before ingest listens: the first webhooks answer as
-		// fast as the rest.
-		if err := adapters.WarmWebhooks(ctx, d.Pool, min(cfg.Common.DBMaxConns, 4)); err != nil {
+		// The webhook's statements run, rolled back, on every connection
+		// before ingest listens: the first webhooks answer as fast as the
+		// rest.
+		if err := d.Warm(ctx, adapters.WarmWebhook); err != nil {
 			return err
 		}
 		d.AddServer(fmt.Sprintf(":%d", cfg.Port), srv.Routes())

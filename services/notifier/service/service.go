@@ -18,6 +18,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/platform"
 	"github.com/leadflow/leadflow/pkg/store/ledger"
+	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/notifier/adapters"
 	"github.com/leadflow/leadflow/services/notifier/app"
 	"github.com/leadflow/leadflow/services/notifier/ports"
@@ -55,6 +56,10 @@ func Setup(cfg Config) platform.Setup {
 	return func(ctx context.Context, d *platform.Deps) error {
 		n, err := NewApplication(cfg, d)
 		if err != nil {
+			return err
+		}
+		// Warm connections before the consumer subscribes (ready).
+		if err := d.Warm(ctx, ledger.Warm, runs.WarmRecord); err != nil {
 			return err
 		}
 		return Register(ctx, d, n, cfg)

@@ -51,6 +51,11 @@ func Setup(cfg Config) platform.Setup {
 		if err != nil {
 			return err
 		}
+		// Warm connections before the consumer subscribes (ready); the
+		// resolution's batch carries the trace step.
+		if err := d.Warm(ctx, pipeline.WarmResolution); err != nil {
+			return err
+		}
 		return Register(ctx, d, resolver, cfg.Workers)
 	}
 }
