@@ -23,6 +23,7 @@ type options struct {
 	steadyRate                          float64
 	steadyLeads                         int
 	steadyEdgeAlone                     bool // the stages stopped during the steady load: ingest on its own
+	coldEdgeAlone                       bool // the stages stopped during the cold start: ingest on its own
 	cold, warm                          int
 	simLatency                          time.Duration
 	serviceEnv                          []string // extra KEY=VALUE for every product service
@@ -39,6 +40,9 @@ type result struct {
 
 	cold    []time.Duration // the first webhooks after start-up, one at a time
 	warmP50 time.Duration   // p50 of the next ones, one at a time
+	// coldLeads: the first leads' webhook received → message posted (from
+	// the trace; 0 = no message; empty for the floor).
+	coldLeads []time.Duration
 
 	// Costs over the target's whole life (start-up, cold start and load).
 	pg          pgStats       // pg_stat_database deltas, the bench's own transactions removed
@@ -168,13 +172,30 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	fmt.Fprintf(os.Stderr, "%s: cold start, %d + %d webhooks one at a time...\n", kind, o.cold, o.warm)
 	off := o.cold + o.warm
 	cpu0 := selfCPU()
+	if o.coldEdgeAlone {
+		if err := t.pause(); err != nil {
+			return nil, err
+		}
+	}
 	times, err := oneByOne(t.base, e.bodies[:off])
+	if o.coldEdgeAlone {
+		// The first leads' end to end then includes the pause: only the
+		// webhook answers are the measurement.
+		if rerr := t.resume(); err == nil {
+			err = rerr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	r.cold, r.warmP50 = times[:o.cold], pct(times[o.cold:], 50)
 	if err := t.waitDone(ctx, off, 2*time.Minute); err != nil {
 		return nil, err
+	}
+	if !o.coldEdgeAlone {
+		if r.coldLeads, err = firstLeads(ctx, e, o.cold); err != nil {
+			return nil, err
+		}
 	}
 
 	var pg backendCPU
@@ -407,6 +428,20 @@ func report(o options, round int, p, f *result) {
 	}, "", "")
 	row(fmt.Sprintf("warm: p50 of the next %d, one at a time, ms", o.warm),
 		func(r *result) string { return fmt.Sprintf("%.2f", ms(r.warmP50)) }, "", "")
+	row(fmt.Sprintf("cold start: first %d leads, webhook received → message posted, ms (- = no message)", o.cold), func(r *result) string {
+		if len(r.coldLeads) == 0 {
+			return "-"
+		}
+		var s []string
+		for _, d := range r.coldLeads {
+			if d == 0 {
+				s = append(s, "-")
+				continue
+			}
+			s = append(s, fmt.Sprintf("%.0f", ms(d)))
+		}
+		return strings.Join(s, " ")
+	}, "", "")
 	per := func(v float64, r *result) string { return fmt.Sprintf("%.2f", v/float64(r.leads)) }
 	row("Postgres transactions (xact_commit) per lead", func(r *result) string { return per(float64(r.pg.commits), r) }, "", "")
 	row("Postgres round trips / statements per lead (client side)", func(r *result) string {

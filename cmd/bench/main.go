@@ -41,6 +41,7 @@ func main() {
 	flag.IntVar(&o.steadyLeads, "steady-leads", 3000, "leads posted in steady mode")
 	flag.BoolVar(&o.steadyEdgeAlone, "steady-edge-alone", false, "steady mode with the stages stopped while posting: the webhook edge (ingest) on its own")
 	flag.IntVar(&o.cold, "cold", 20, "cold start: webhooks timed one at a time right after start-up")
+	flag.BoolVar(&o.coldEdgeAlone, "cold-edge-alone", false, "the stages stopped during the cold start: the first webhook answers of the edge (ingest) on its own, without the pipeline's CPU beside it")
 	flag.IntVar(&o.warm, "warm", 100, "cold start: webhooks timed one at a time after the cold ones (their p50 is the warm reference)")
 	flag.DurationVar(&o.simLatency, "sim-latency", 0, "latency every simulator adds to every call (subtracted, times calls per lead, from end to end as upstream time)")
 	flag.Func("service-env", "KEY=VALUE added to every product service's environment (repeatable), e.g. GOMAXPROCS=1", func(v string) error {

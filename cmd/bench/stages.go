@@ -76,3 +76,28 @@ func readStageTimes(ctx context.Context, e *env, since time.Time) (*stageTimes, 
 	st.analyzed = e.analyzedSince(since)
 	return &st, nil
 }
+
+// firstLeads reads, from the trace, how long each of the first n leads took
+// from webhook received to message posted, in the order they were received
+// (0: no message, the lead has nobody behind it). Right after start-up this
+// is the cold pipeline's answer to the first sellers; the floor keeps no
+// trace (empty).
+func firstLeads(ctx context.Context, e *env, n int) ([]time.Duration, error) {
+	e.own.Add(1)
+	rows, err := e.pool.Query(ctx, `SELECT COALESCE(extract(epoch FROM max(s.at) FILTER (WHERE s.stage = 'notified') - r.received_at), 0)::float8
+		FROM pipeline.lead_runs r JOIN pipeline.lead_stages s USING (run_id)
+		GROUP BY r.run_id, r.received_at ORDER BY r.received_at LIMIT $1`, n)
+	if err != nil {
+		return nil, fmt.Errorf("first leads: %w", err)
+	}
+	defer rows.Close()
+	var out []time.Duration
+	for rows.Next() {
+		var s float64
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Duration(s*float64(time.Second)))
+	}
+	return out, rows.Err()
+}

@@ -163,7 +163,11 @@ func (d *Deps) Warm(ctx context.Context, warmers ...store.Warmer) error {
 	if err := store.Warm(ctx, d.Pool, d.dbMaxConns, d.warmup); err != nil {
 		return err
 	}
-	d.Log.Info().Int("connections", int(d.Pool.Stat().TotalConns())).Dur("took", time.Since(start)).Msg("postgres connections warmed")
+	took := time.Since(start)
+	// The warm-up's garbage (a parsed Work API payload, its batches) would
+	// otherwise sit in the heap of an idle service until the next GC.
+	debug.FreeOSMemory()
+	d.Log.Info().Int("connections", int(d.Pool.Stat().TotalConns())).Dur("took", took).Msg("postgres connections warmed")
 	return nil
 }
 
