@@ -35,6 +35,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/domain/lead"
 	"github.com/leadflow/leadflow/pkg/logging"
 	"github.com/leadflow/leadflow/pkg/store"
+	"github.com/leadflow/leadflow/pkg/store/budget"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 )
 
@@ -210,7 +211,15 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		d.Close()
 		return nil, err
 	}
-	if d.Budgets, err = store.Open(pctx, c.DatabaseURL, budgetConns, false); err != nil {
+	// The budgets' statements are every service's: warmed here, on both
+	// connections and on any the pool opens later.
+	budgets := &store.Warmup{}
+	budgets.Add(budget.Warm)
+	if d.Budgets, err = store.Open(pctx, c.DatabaseURL, budgetConns, false, budgets); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err = store.Warm(pctx, d.Budgets, budgetConns, budgets); err != nil {
 		d.Close()
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/leadflow/leadflow/pkg/store"
+	"github.com/leadflow/leadflow/pkg/store/budget"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/store/ledger"
 	"github.com/leadflow/leadflow/pkg/store/pipeline"
@@ -36,7 +37,7 @@ func TestWarmersRunTheirStatementsAndKeepNothing(t *testing.T) {
 	}
 	payloads := pipeline.NewPayloads(pool, 2, 3, nil)
 	writer := coredb.NewWriter(pool, decimal.NewFromInt(1))
-	warmup.Add(runs.WarmRecord, pipeline.WarmResolution, payloads.Warm, writer.Warm, ledger.Warm)
+	warmup.Add(runs.WarmRecord, pipeline.WarmResolution, payloads.Warm, writer.Warm, ledger.Warm, budget.Warm)
 	if err := store.Warm(ctx, pool, 3, warmup); err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +48,7 @@ func TestWarmersRunTheirStatementsAndKeepNothing(t *testing.T) {
 		"core.entities", "core.entity_profiles", "core.entity_financials", "core.entity_emails", "core.entity_phones",
 		"core.addresses", "core.entity_addresses", // the person writer
 		"pipeline.notifications", // the delivery ledger
+		"pipeline.rate_budgets",  // the shared rate budgets
 	} {
 		var rows, size int64
 		if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+table+`), pg_relation_size($1::regclass)`, table).Scan(&rows, &size); err != nil {
