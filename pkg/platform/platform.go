@@ -150,7 +150,8 @@ type Deps struct {
 
 // Warm registers the service's warmers (each package's hot statements, run
 // on every new connection of Pool inside a rolled-back transaction, see
-// store.Warmup) and warms all of Pool's connections now. Setups call it
+// store.Warmup), warms all of Pool's connections now, and sends one
+// refused message down the publish path. Setups call it
 // before they return, so /ready says yes only once the first leads and
 // webhooks find warm connections.
 func (d *Deps) Warm(ctx context.Context, warmers ...store.Warmer) error {
@@ -163,6 +164,13 @@ func (d *Deps) Warm(ctx context.Context, warmers ...store.Warmer) error {
 	start := time.Now()
 	if err := store.Warm(ctx, d.Pool, d.dbMaxConns, d.warmup); err != nil {
 		return err
+	}
+	// The publish path too: JetStream refuses the warm-up message and
+	// stores nothing (messaging.Publisher.Warm).
+	if d.Pub != nil {
+		if err := d.Pub.Warm(); err != nil {
+			return err
+		}
 	}
 	took := time.Since(start)
 	// The warm-up's garbage (a parsed Work API payload, its batches) would
