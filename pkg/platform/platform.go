@@ -155,14 +155,18 @@ type Deps struct {
 // before they return, so /ready says yes only once the first leads and
 // webhooks find warm connections.
 func (d *Deps) Warm(ctx context.Context, warmers ...store.Warmer) error {
-	if d.warmup == nil { // Deps built by hand (tests): warm what is open now
-		d.warmup = &store.Warmup{}
+	if d.Pool == nil {
+		return errors.New("warm-up: no Postgres pool")
+	}
+	n := d.dbMaxConns
+	if d.warmup == nil { // Deps built by hand (tests): warm what the pool may open
+		d.warmup, n = &store.Warmup{}, int(d.Pool.Config().MaxConns)
 	}
 	d.warmup.Add(warmers...)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	if err := store.Warm(ctx, d.Pool, d.dbMaxConns, d.warmup); err != nil {
+	if err := store.Warm(ctx, d.Pool, n, d.warmup); err != nil {
 		return err
 	}
 	// The publish path too: JetStream refuses the warm-up message and
