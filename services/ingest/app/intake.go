@@ -8,9 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"os"
-	"sync"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
@@ -144,10 +141,7 @@ func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.Raw
 		if err != nil {
 			return res, failure.Permanent("ingest.event", err)
 		}
-		tp := time.Now()
-		err := in.Publisher.Publish(ctx, env)
-		ProbeLog("publish", time.Since(tp))
-		if err != nil {
+		if err := in.Publisher.Publish(ctx, env); err != nil {
 			return res, err
 		}
 		receipt.Status, receipt.EventID = StatusQueued, env.EventID
@@ -156,9 +150,7 @@ func (in *Intake) Webhook(ctx context.Context, ev c2s.WebhookEvent, raw json.Raw
 	if enrich {
 		run = &env
 	}
-	tr := time.Now()
 	fresh, err := in.Receipts.AddReceipt(ctx, receipt, run)
-	ProbeLog("receipt", time.Since(tr))
 	if err != nil {
 		return res, err
 	}
@@ -322,18 +314,3 @@ type constError string
 func (e constError) Error() string { return string(e) }
 
 const errBadLeadID = constError("lead id is not a valid C2S id")
-
-var probeMu sync.Mutex
-var probeN = map[string]int{}
-
-func ProbeLog(what string, d time.Duration) {
-	probeMu.Lock()
-	defer probeMu.Unlock()
-	probeN[what]++
-	if probeN[what] > 25 {
-		return
-	}
-	f, _ := os.OpenFile("/tmp/probe.log", os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	fmt.Fprintf(f, "%s %d %.2f\n", what, probeN[what], float64(d.Microseconds())/1000)
-	f.Close()
-}

@@ -243,8 +243,6 @@ func (s *Server) apiKey(next http.Handler) http.Handler {
 // whatever Content-Type says (RUN.md: a real lead is never refused over a
 // header).
 func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
-	TIMING_T0 := time.Now()
-	defer func() { app.ProbeLog("handler", time.Since(TIMING_T0)) }()
 	if !equalSecret(r.URL.Query().Get("token"), s.WebhookSecret) {
 		writeError(w, http.StatusUnauthorized, "missing or invalid token")
 		return
