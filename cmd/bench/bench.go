@@ -24,10 +24,14 @@ type options struct {
 	steadyLeads                         int
 	steadyEdgeAlone                     bool // the stages stopped during the steady load: ingest on its own
 	coldEdgeAlone                       bool // the stages stopped during the cold start: ingest on its own
-	cold, warm                          int
+	cold, warm, warmFresh, warmIdle     int
 	simLatency                          time.Duration
 	serviceEnv                          []string // extra KEY=VALUE for every product service
 }
+
+// idleWait is how long the target sits idle after start-up before the first
+// webhook, and before each -warm-idle one.
+const idleWait = 5 * time.Second
 
 // result is one target's measurements in one round.
 type result struct {
@@ -40,6 +44,13 @@ type result struct {
 
 	cold    []time.Duration // the first webhooks after start-up, one at a time
 	warmP50 time.Duration   // p50 of the next ones, one at a time
+	// freshP50: p50 of the ones after those, each on a new TCP connection
+	// (what the first webhook pays beyond a warm server: the new connection).
+	freshP50 time.Duration
+	// idle: the last ones, each after the target sat idle as long as before
+	// the first (and on a new connection): what is left of the first
+	// webhook's time once the code paths are warm.
+	idle []time.Duration
 	// coldLeads: the first leads' webhook received → message posted (from
 	// the trace; 0 = no message; empty for the floor).
 	coldLeads []time.Duration
@@ -58,6 +69,7 @@ type result struct {
 	// statements, client side (leadflow_postgres_*_total of every process,
 	// read just before it stops); -1 when not measured (the floor).
 	pgTrips, pgStmts float64
+	pgPings          float64 // liveness pings on idle connections (store.PingAfterIdle), not in pgTrips
 	benchCPU         time.Duration // CPU of this process (NATS server, simulators, load) from the first webhook on
 	load             [2]string     // machine load average when the target started and when it ended
 	check            error         // floor: messages or rows do not match the lead count
@@ -120,9 +132,9 @@ func run(ctx context.Context, o options) error {
 
 // measure starts one target on a fresh environment, measures it and stops it.
 func measure(ctx context.Context, o options, kind, bins string) (*result, error) {
-	n := o.cold + o.warm + o.backlog + o.live
+	n := o.cold + o.warm + o.warmFresh + o.warmIdle + o.backlog + o.live
 	if o.steadyRate > 0 {
-		n = o.cold + o.warm + o.steadyLeads
+		n = o.cold + o.warm + o.warmFresh + o.warmIdle + o.steadyLeads
 	}
 	dir, err := os.MkdirTemp("", "leadflow-bench-"+kind+"-")
 	if err != nil {
@@ -161,7 +173,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	defer stopAnalyze()
 
 	// Idle: everything up and provisioned, nothing to do.
-	time.Sleep(5 * time.Second)
+	time.Sleep(idleWait)
 	for _, s := range t.procs {
 		s.idle = rss(s.cmd.Process.Pid)
 		s.idleAnon = rssAnon(s.cmd.Process.Pid)
@@ -169,15 +181,16 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 
 	// Cold start: the first webhooks the edge ever answers, one at a time,
 	// then as many again as the warm reference.
-	fmt.Fprintf(os.Stderr, "%s: cold start, %d + %d webhooks one at a time...\n", kind, o.cold, o.warm)
-	off := o.cold + o.warm
+	fmt.Fprintf(os.Stderr, "%s: cold start, %d + %d + %d + %d webhooks one at a time...\n", kind, o.cold, o.warm, o.warmFresh, o.warmIdle)
+	cw := o.cold + o.warm
+	off := cw + o.warmFresh + o.warmIdle
 	cpu0 := selfCPU()
 	if o.coldEdgeAlone {
 		if err := t.pause(); err != nil {
 			return nil, err
 		}
 	}
-	times, err := oneByOne(t.base, e.bodies[:off])
+	times, err := oneByOne(t.base, e.bodies[:cw], e.bodies[cw:cw+o.warmFresh], e.bodies[cw+o.warmFresh:off], idleWait)
 	if o.coldEdgeAlone {
 		// The first leads' end to end then includes the pause: only the
 		// webhook answers are the measurement.
@@ -188,7 +201,8 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	if err != nil {
 		return nil, err
 	}
-	r.cold, r.warmP50 = times[:o.cold], pct(times[o.cold:], 50)
+	r.cold, r.warmP50 = times[:o.cold], pct(times[o.cold:cw], 50)
+	r.freshP50, r.idle = pct(times[cw:cw+o.warmFresh], 50), times[cw+o.warmFresh:]
 	if err := t.waitDone(ctx, off, 2*time.Minute); err != nil {
 		return nil, err
 	}
@@ -213,7 +227,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	stopAnalyze()
 	e.sampleBackends(ctx, &pg)
 	r.pgCPU, r.benchCPU, r.load[1] = pg.total(), selfCPU()-cpu0, loadAvg()
-	r.pgTrips, r.pgStmts = t.postgresWork()
+	r.pgTrips, r.pgStmts, r.pgPings = t.postgresWork()
 	t.stop()
 
 	// Costs: everything the target did since its database was migrated.
@@ -428,6 +442,19 @@ func report(o options, round int, p, f *result) {
 	}, "", "")
 	row(fmt.Sprintf("warm: p50 of the next %d, one at a time, ms", o.warm),
 		func(r *result) string { return fmt.Sprintf("%.2f", ms(r.warmP50)) }, "", "")
+	if o.warmFresh > 0 {
+		row(fmt.Sprintf("warm, each on a new connection: p50 of the next %d, ms", o.warmFresh),
+			func(r *result) string { return fmt.Sprintf("%.2f", ms(r.freshP50)) }, "", "")
+	}
+	if o.warmIdle > 0 {
+		row(fmt.Sprintf("warm, each after %v idle and on a new connection, like the first: the next %d, ms", idleWait, o.warmIdle), func(r *result) string {
+			var s []string
+			for _, d := range r.idle {
+				s = append(s, fmt.Sprintf("%.1f", ms(d)))
+			}
+			return strings.Join(s, " ")
+		}, "", "")
+	}
 	row(fmt.Sprintf("cold start: first %d leads, webhook received → message posted, ms (- = no message)", o.cold), func(r *result) string {
 		if len(r.coldLeads) == 0 {
 			return "-"
@@ -444,11 +471,11 @@ func report(o options, round int, p, f *result) {
 	}, "", "")
 	per := func(v float64, r *result) string { return fmt.Sprintf("%.2f", v/float64(r.leads)) }
 	row("Postgres transactions (xact_commit) per lead", func(r *result) string { return per(float64(r.pg.commits), r) }, "", "")
-	row("Postgres round trips / statements per lead (client side)", func(r *result) string {
+	row("Postgres round trips / statements per lead (client side), and pings in all", func(r *result) string {
 		if r.pgTrips < 0 {
 			return "-"
 		}
-		return per(r.pgTrips, r) + " / " + per(r.pgStmts, r)
+		return per(r.pgTrips, r) + " / " + per(r.pgStmts, r) + fmt.Sprintf(" (%.0f pings)", r.pgPings)
 	}, "", "")
 	row("Postgres rows inserted / updated / deleted per lead", func(r *result) string {
 		return per(float64(r.pg.inserted), r) + " / " + per(float64(r.pg.updated), r) + " / " + per(float64(r.pg.deleted), r)

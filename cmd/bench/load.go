@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -84,16 +85,45 @@ func blast(base string, bodies [][]byte, n int) (float64, float64, error) {
 	return float64(acked.Load()) / elapsed, ms(pct(all, 99)), nil
 }
 
-// oneByOne posts bodies one at a time on one client and times each.
-func oneByOne(base string, bodies [][]byte) ([]time.Duration, error) {
-	client := &http.Client{Timeout: 30 * time.Second}
-	out := make([]time.Duration, len(bodies))
-	for i, b := range bodies {
+// oneByOne posts bodies, then fresh, then idle, one at a time, and times
+// each: bodies on one client that keeps its connection (as a webhook sender
+// would), fresh each on a new TCP connection, idle each after the target sat
+// idle for idleFor (as long as before the first), on a new connection.
+// Before the first, the client's own code paths are warmed against a
+// throwaway local server, so the first webhook's time is the target's cold
+// start (and its new connection), not the bench's.
+func oneByOne(base string, bodies, fresh, idle [][]byte, idleFor time.Duration) ([]time.Duration, error) {
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	for i := 0; i < 3 && len(bodies) > 0; i++ {
+		if _, err := post(client, local.URL, bodies[0]); err != nil {
+			local.Close()
+			return nil, fmt.Errorf("warming the bench's client: %w", err)
+		}
+	}
+	local.Close()
+	client.CloseIdleConnections()
+	out := make([]time.Duration, 0, len(bodies)+len(fresh)+len(idle))
+	for _, b := range bodies {
 		d, err := post(client, base, b)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = d
+		out = append(out, d)
+	}
+	for i, b := range append(fresh[:len(fresh):len(fresh)], idle...) {
+		client.CloseIdleConnections()
+		if i >= len(fresh) {
+			time.Sleep(idleFor)
+		}
+		d, err := post(client, base, b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
 	}
 	return out, nil
 }

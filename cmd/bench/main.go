@@ -42,6 +42,8 @@ func main() {
 	flag.BoolVar(&o.steadyEdgeAlone, "steady-edge-alone", false, "steady mode with the stages stopped while posting: the webhook edge (ingest) on its own")
 	flag.IntVar(&o.cold, "cold", 20, "cold start: webhooks timed one at a time right after start-up")
 	flag.BoolVar(&o.coldEdgeAlone, "cold-edge-alone", false, "the stages stopped during the cold start: the first webhook answers of the edge (ingest) on its own, without the pipeline's CPU beside it")
+	flag.IntVar(&o.warmFresh, "warm-fresh", 20, "cold start: webhooks timed one at a time after the warm ones, each on a new TCP connection (the first webhook's connection is new too)")
+	flag.IntVar(&o.warmIdle, "warm-idle", 3, "cold start: webhooks timed after the fresh ones, each after the target sat idle as long as before the first webhook (5 s), on a new connection: the first webhook's conditions with warm code")
 	flag.IntVar(&o.warm, "warm", 100, "cold start: webhooks timed one at a time after the cold ones (their p50 is the warm reference)")
 	flag.DurationVar(&o.simLatency, "sim-latency", 0, "latency every simulator adds to every call (subtracted, times calls per lead, from end to end as upstream time)")
 	flag.Func("service-env", "KEY=VALUE added to every product service's environment (repeatable), e.g. GOMAXPROCS=1", func(v string) error {
@@ -61,7 +63,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: nothing to measure (-product=false -floor=false)")
 		os.Exit(2)
 	}
-	if o.rounds < 1 || o.cold < 0 || o.warm < 1 || o.steadyRate < 0 || (o.steadyRate > 0 && o.steadyLeads < 1) {
+	if o.rounds < 1 || o.cold < 0 || o.warm < 1 || o.warmFresh < 0 || o.warmIdle < 0 || o.steadyRate < 0 || (o.steadyRate > 0 && o.steadyLeads < 1) {
 		fmt.Fprintln(os.Stderr, "bench: -rounds and -warm must be ≥ 1, -cold and -steady-rate ≥ 0, -steady-leads ≥ 1")
 		os.Exit(2)
 	}

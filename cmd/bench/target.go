@@ -429,12 +429,13 @@ func startFloor(e *env, o options, bins string) (*target, error) {
 	return t, nil
 }
 
-// postgresWork sums the product processes' Postgres round trips and
-// statements from their /metrics (ingest's on its edge, the workers' on
-// their health ports); -1, -1 for the floor or when a scrape fails.
-func (t *target) postgresWork() (trips, stmts float64) {
+// postgresWork sums the product processes' Postgres round trips,
+// statements and liveness pings from their /metrics (ingest's on its edge,
+// the workers' on their health ports); -1s for the floor or when a scrape
+// fails.
+func (t *target) postgresWork() (trips, stmts, pings float64) {
 	if t.kind != "product" {
-		return -1, -1
+		return -1, -1, -1
 	}
 	for i, s := range t.procs {
 		url := strings.TrimSuffix(s.ready, "/ready") + "/metrics"
@@ -443,7 +444,7 @@ func (t *target) postgresWork() (trips, stmts float64) {
 		}
 		resp, err := http.Get(url)
 		if err != nil {
-			return -1, -1
+			return -1, -1, -1
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -461,10 +462,12 @@ func (t *target) postgresWork() (trips, stmts float64) {
 				trips += v
 			case "leadflow_postgres_statements_total":
 				stmts += v
+			case "leadflow_postgres_pings_total":
+				pings += v
 			}
 		}
 	}
-	return trips, stmts
+	return trips, stmts, pings
 }
 
 // stop ends every process with SIGTERM (SIGCONT first, in case it was

@@ -7,10 +7,11 @@ import (
 
 // PoolCollector exports pgxpool.Stat() at scrape time: connections in use,
 // idle and open, and the cumulative time spent waiting for one; and the
-// process's Postgres round trips and statements (all its pools).
+// process's Postgres round trips, statements and liveness pings (all its
+// pools).
 type PoolCollector struct {
-	pool                                      *pgxpool.Pool
-	acquired, idle, total, wait, trips, stmts *prometheus.Desc
+	pool                                             *pgxpool.Pool
+	acquired, idle, total, wait, trips, stmts, pings *prometheus.Desc
 }
 
 // NewPoolCollector reads pool's statistics.
@@ -26,6 +27,8 @@ func NewPoolCollector(pool *pgxpool.Pool) *PoolCollector {
 			"Round trips to Postgres by this process (a statement, or a batch of them).", nil, nil),
 		stmts: prometheus.NewDesc("leadflow_postgres_statements_total",
 			"Statements sent to Postgres by this process (each statement of a batch counts).", nil, nil),
+		pings: prometheus.NewDesc("leadflow_postgres_pings_total",
+			"Liveness pings sent before handing out a connection idle longer than store.PingAfterIdle (each one more round trip, not in leadflow_postgres_round_trips_total).", nil, nil),
 	}
 }
 
@@ -37,6 +40,7 @@ func (c *PoolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.wait
 	ch <- c.trips
 	ch <- c.stmts
+	ch <- c.pings
 }
 
 // Collect implements prometheus.Collector.
@@ -49,4 +53,5 @@ func (c *PoolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.wait, prometheus.CounterValue, st.EmptyAcquireWaitTime().Seconds())
 	ch <- prometheus.MustNewConstMetric(c.trips, prometheus.CounterValue, float64(roundTrips.Load()))
 	ch <- prometheus.MustNewConstMetric(c.stmts, prometheus.CounterValue, float64(statements.Load()))
+	ch <- prometheus.MustNewConstMetric(c.pings, prometheus.CounterValue, float64(pings.Load()))
 }

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/leadflow/leadflow/pkg/testinfra"
@@ -52,5 +54,33 @@ func TestPoolCollectorCountsRoundTripsAndStatements(t *testing.T) {
 	// Other goroutines of this test binary do not use Postgres meanwhile.
 	if t1-t0 != 2 || s1-s0 != 4 {
 		t.Fatalf("round trips +%v, statements +%v; want +2 and +4", t1-t0, s1-s0)
+	}
+}
+
+// A pool pings a connection on its way out only after it sat idle longer
+// than PingAfterIdle (pgxpool's own default, one second, cost every lead
+// after a quiet second a round trip per stage), and counts each ping.
+func TestPoolPingsOnlyLongIdleConnections(t *testing.T) {
+	ctx := context.Background()
+	pool, err := Open(ctx, testinfra.NewDatabase(t), 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	should := pool.Config().ShouldPing
+	if should == nil {
+		t.Fatal("Open left pgxpool's default ShouldPing (ping after 1 s idle)")
+	}
+	before := pings.Load()
+	for _, idle := range []time.Duration{0, 2 * time.Second, 30 * time.Second, PingAfterIdle} {
+		if should(ctx, pgxpool.ShouldPingParams{IdleDuration: idle}) {
+			t.Errorf("a connection idle for %v is pinged; want no ping up to %v", idle, PingAfterIdle)
+		}
+	}
+	if !should(ctx, pgxpool.ShouldPingParams{IdleDuration: PingAfterIdle + time.Second}) {
+		t.Errorf("a connection idle for longer than %v is not pinged", PingAfterIdle)
+	}
+	if n := pings.Load() - before; n != 1 {
+		t.Errorf("pings counted %d, want 1", n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,6 +27,29 @@ var migrationFiles embed.FS
 // (hashtext('leadflow.migrations')).
 const migrationLockID int64 = 0x1eadf10e
 
+// PingAfterIdle is how long a connection may sit idle in the pool before it
+// is pinged (one extra round trip) on its way out. pgxpool's default pings
+// after one second, so every lead after a quiet second paid a ping in every
+// stage, and the first webhook after a start paid one on top of its work.
+// Connections die while idle mostly at the hands of proxies and NAT tables,
+// whose idle timeouts are minutes; the pool closes connections idle for 5
+// minutes anyway. A connection that died sooner (a Postgres restart) fails
+// its statement, which is a transient error: the stage's one retry layer
+// (or C2S's retry of the webhook) runs it again on a new connection.
+const PingAfterIdle = time.Minute
+
+// pings counts the liveness pings (leadflow_postgres_pings_total).
+var pings atomic.Int64
+
+// shouldPing is the pools' pgxpool.Config.ShouldPing.
+func shouldPing(_ context.Context, p pgxpool.ShouldPingParams) bool {
+	if p.IdleDuration <= PingAfterIdle {
+		return false
+	}
+	pings.Add(1)
+	return true
+}
+
 // Open connects a pool and checks the server answers.
 // asyncCommit sets synchronous_commit=off on every session. A warmup, when
 // given, warms every connection the pool opens before it is handed out.
@@ -42,6 +66,7 @@ func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool, war
 	// A couple of connections stay open through quiet periods, so the
 	// first request after one does not wait for a new connection.
 	cfg.MinConns = min(cfg.MaxConns, 2)
+	cfg.ShouldPing = shouldPing
 	if asyncCommit {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}
