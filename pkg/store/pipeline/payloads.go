@@ -25,6 +25,13 @@ type Reuse struct {
 	// refresh counts as done once the API answered after the refresh began,
 	// so a redelivered refresh does not pay again.
 	FetchedAfter time.Time
+	// New says the CPF is new to the product's records (the resolver found
+	// it only through Diretrix), so a stored answer is unlikely: Fetch skips
+	// its look-up without the claim and claims at once. The claim looks
+	// again under the lock, so what it pays for and reuses is the same
+	// either way; only the round trips differ (one less when nothing is
+	// stored, one more, the release, when something is).
+	New bool
 }
 
 func (r Reuse) any() bool { return r.Always || r.MaxAge > 0 || !r.FetchedAfter.IsZero() }
@@ -78,8 +85,10 @@ func NewPayloads(pool *pgxpool.Pool, slots, maxAttemptsPerDay int, charge Charge
 // A stored "nobody" answer that reuse accepts is returned as NotFound
 // without paying.
 func (p *Payloads) Fetch(ctx context.Context, cpf string, reuse Reuse, pay func(context.Context) (json.RawMessage, error)) (json.RawMessage, bool, error) {
-	if raw, ok, err := p.stored(ctx, p.Pool, cpf, reuse); err != nil || ok {
-		return raw, false, err // fast path: no lock when a usable answer exists
+	if !reuse.New {
+		if raw, ok, err := p.stored(ctx, p.Pool, cpf, reuse); err != nil || ok {
+			return raw, false, err // fast path: no lock when a usable answer exists
+		}
 	}
 	if p.paying != nil {
 		select {

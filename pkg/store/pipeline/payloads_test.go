@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/enrichment"
@@ -198,5 +200,63 @@ func TestWaitingForASlotIsAWait(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// roundTrips reads the process's Postgres round trips (every pool).
+func roundTrips(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "leadflow_postgres_round_trips_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no leadflow_postgres_round_trips_total")
+	return 0
+}
+
+// A CPF new to the records (Reuse.New) is claimed without the look-up
+// first: one round trip less when nothing is stored. When something is
+// stored after all, the claim finds it: reused, not paid, no attempt.
+func TestNewCPFSkipsTheLookUpAndStillPaysOnce(t *testing.T) {
+	ctx := context.Background()
+	// store.Open: its pool counts round trips (testinfra.NewPool's does not).
+	pool, err := store.Open(ctx, testinfra.NewDatabase(t), 2, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	calls := new(int)
+	p := pipeline.NewPayloads(pool, 0, 5, enrichment.Charge)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(store.NewPoolCollector(p.Pool))
+	fetch := func(reuse pipeline.Reuse, c string) (trips float64, paid bool) {
+		t.Helper()
+		before := roundTrips(t, reg)
+		raw, paid, err := p.Fetch(ctx, c, reuse, payWith(calls, `{"DadosBasicos":{"cpf":"`+c+`","nome":"X"}}`, nil))
+		if err != nil || len(raw) == 0 {
+			t.Fatalf("fetch %s: %s %v", c, raw, err)
+		}
+		return roundTrips(t, reg) - before, paid
+	}
+	const other = "52998224725"
+	old, _ := fetch(pipeline.Reuse{MaxAge: time.Hour}, other)
+	fresh, paid := fetch(pipeline.Reuse{MaxAge: time.Hour, New: true}, cpf)
+	if !paid || fresh != old-1 {
+		t.Fatalf("nothing stored: New took %v round trips (paid %v), the look-up first %v; want one less, paid", fresh, paid, old)
+	}
+	again, paid := fetch(pipeline.Reuse{MaxAge: time.Hour, New: true}, cpf)
+	if paid || *calls != 2 || statuses(t, p) != "answered" {
+		t.Fatalf("stored: paid %v, %d calls, attempts %q; want the stored payload, 2 calls, answered", paid, *calls, statuses(t, p))
+	}
+	if reused, _ := fetch(pipeline.Reuse{MaxAge: time.Hour}, cpf); again != reused+1 {
+		t.Fatalf("stored: New took %v round trips, the look-up %v; want the claim and its release", again, reused)
 	}
 }

@@ -52,7 +52,7 @@ func (e *Enricher) Handle(ctx context.Context, env events.Envelope, in events.Le
 	sum := Summary{CPFs: len(in.Persons)}
 	var found []enrichment.Result
 	for _, rp := range in.Persons {
-		r, err := e.Persons.Fetch(ctx, rp.CPF, e.reuse(env))
+		r, err := e.Persons.Fetch(ctx, rp.CPF, e.reuse(env, rp))
 		if err != nil {
 			return err
 		}
@@ -101,12 +101,18 @@ func (e *Enricher) Handle(ctx context.Context, env events.Envelope, in events.Le
 // to refresh; a refresh is done once a payload was fetched after the event
 // that asked for it (so its redelivery does not pay again); live runs reuse
 // payloads younger than the TTL.
-func (e *Enricher) reuse(env events.Envelope) enrichment.Reuse {
+//
+// A live run's CPF that the resolver found only through Diretrix is new to
+// the product's records, so its payload is most likely not stored yet: the
+// payloads skip their look-up and claim at once (Reuse.New).
+func (e *Enricher) reuse(env events.Envelope, p events.ResolvedPerson) enrichment.Reuse {
 	switch {
 	case env.Source == events.SourceReplay && env.Refresh:
 		return enrichment.Reuse{FetchedAfter: env.OccurredAt}
 	case env.Source == events.SourceReplay:
 		return enrichment.Reuse{Always: true}
 	}
-	return enrichment.Reuse{MaxAge: e.ReuseTTL}
+	fromDB := p.PhoneSource == enrichment.SourceDB || p.EmailSource == enrichment.SourceDB
+	fromDiretrix := p.PhoneSource == enrichment.SourceDiretrix || p.EmailSource == enrichment.SourceDiretrix
+	return enrichment.Reuse{MaxAge: e.ReuseTTL, New: fromDiretrix && !fromDB}
 }
