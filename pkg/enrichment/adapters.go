@@ -11,6 +11,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/clients/workapi"
 	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/coredb"
 	"github.com/leadflow/leadflow/pkg/store/pipeline"
 )
@@ -67,15 +68,20 @@ func (w CoreWriter) WritePerson(ctx context.Context, p *person.Person, leadID st
 
 // WritePersons implements BatchWriter.
 func (w CoreWriter) WritePersons(ctx context.Context, ps []*person.Person, fresh []bool, leadID string, queue func(*pgx.Batch)) ([]string, error) {
-	rs, err := w.Core.WritePersons(ctx, ps, fresh, leadID, queue)
-	if err != nil {
+	return w.WritePersonsOn(ctx, nil, ps, fresh, leadID, queue, nil)
+}
+
+// WritePersonsOn implements OnWriter.
+func (w CoreWriter) WritePersonsOn(ctx context.Context, on store.Batcher, ps []*person.Person, fresh []bool, leadID string, queue, after func(*pgx.Batch)) ([]string, error) {
+	rs, err := w.Core.WritePersonsOn(ctx, on, ps, fresh, leadID, queue, after)
+	if rs == nil {
 		return nil, err
 	}
 	ids := make([]string, len(rs))
 	for i, r := range rs {
 		ids[i] = r.EntityID
 	}
-	return ids, nil
+	return ids, err
 }
 
 // Diretrix adapts the Diretrix client to Directory.

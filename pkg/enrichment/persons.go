@@ -49,6 +49,25 @@ type BatchWriter interface {
 	WritePersons(ctx context.Context, ps []*person.Person, fresh []bool, leadID string, queue func(*pgx.Batch)) ([]string, error)
 }
 
+// OnWriter is a BatchWriter that also sends on a connection the caller
+// holds (nil: its pool), with after's statements after the COMMIT in the
+// same round trip. The enricher stores a payload it just paid for inside
+// the persons' transaction, on its claim's connection, and releases the
+// claim after the COMMIT: one round trip and one commit instead of three
+// and two. When only the statements after the COMMIT failed, the error
+// wraps coredb.ErrAfterCommit: the rows are written.
+type OnWriter interface {
+	BatchWriter
+	WritePersonsOn(ctx context.Context, on store.Batcher, ps []*person.Person, fresh []bool, leadID string, queue, after func(*pgx.Batch)) ([]string, error)
+}
+
+// HoldingPayloads is Payloads that can hand a payload just paid for back
+// under its still-held claim, not stored yet (pipeline.Payloads.FetchHeld).
+type HoldingPayloads interface {
+	Payloads
+	FetchHeld(ctx context.Context, cpf string, reuse Reuse, pay func(context.Context) (json.RawMessage, error)) (json.RawMessage, *pipeline.Claim, error)
+}
+
 // Metrics are the counters operators watch.
 type Metrics struct {
 	PaidCalls        prometheus.Counter
@@ -129,6 +148,10 @@ type Result struct {
 	// Skipped is set (and everything else empty) when the Work API has
 	// nothing usable for the CPF.
 	Skipped string
+	// Claim is set by FetchHeld when Raw was paid for just now: the CPF's
+	// claim, still held, with Raw not stored yet. The caller stores it
+	// (inside its transaction, or by closing the claim) and must Close it.
+	Claim *pipeline.Claim
 }
 
 // Enrich returns cpf's person, written to core.* for leadID ("" for none).
@@ -149,7 +172,18 @@ func (s *Persons) Enrich(ctx context.Context, cpf string, reuse Reuse, leadID st
 // reason it is skipped. Callers that write several persons and their own
 // rows in one transaction (the enricher) use it with BatchWriter.
 func (s *Persons) Fetch(ctx context.Context, cpf string, reuse Reuse) (Result, error) {
-	raw, paid, err := s.payload(ctx, cpf, reuse)
+	return s.fetch(ctx, cpf, reuse, false)
+}
+
+// FetchHeld is Fetch, except that a payload paid for just now comes back
+// under its CPF's claim, not stored yet (Result.Claim), when the payloads
+// can do that (HoldingPayloads). The caller must Close a returned claim.
+func (s *Persons) FetchHeld(ctx context.Context, cpf string, reuse Reuse) (Result, error) {
+	return s.fetch(ctx, cpf, reuse, true)
+}
+
+func (s *Persons) fetch(ctx context.Context, cpf string, reuse Reuse, hold bool) (Result, error) {
+	raw, paid, claim, err := s.payload(ctx, cpf, reuse, hold)
 	if err != nil {
 		if errors.Is(err, pipeline.ErrPaidAttemptsExhausted) {
 			s.Metrics.AttemptsCapped.Inc()
@@ -162,35 +196,51 @@ func (s *Persons) Fetch(ctx context.Context, cpf string, reuse Reuse) (Result, e
 	}
 	p, err := person.Parse(raw)
 	if err != nil || !p.HasCPF() {
+		if claim != nil {
+			// Paid for: stored whatever it holds, like every paid answer.
+			if err := claim.Close(ctx); err != nil {
+				return Result{}, err
+			}
+		}
 		return Result{Skipped: "stored payload is not a person"}, nil
 	}
-	return Result{Person: p, Raw: raw, Paid: paid}, nil
+	return Result{Person: p, Raw: raw, Paid: paid, Claim: claim}, nil
 }
 
 // payload returns the CPF's raw payload. Concurrent requests for one CPF in
 // this process share one Fetch (singleflight); Fetch's Postgres claim covers
-// other replicas.
-func (s *Persons) payload(ctx context.Context, cpf string, reuse Reuse) (json.RawMessage, bool, error) {
+// other replicas. With hold, a payload paid for just now comes back under its
+// still-held claim (to the caller whose function paid; the others get the
+// payload only).
+func (s *Persons) payload(ctx context.Context, cpf string, reuse Reuse, hold bool) (json.RawMessage, bool, *pipeline.Claim, error) {
 	type result struct {
-		raw  json.RawMessage
-		paid bool
+		raw   json.RawMessage
+		paid  bool
+		claim *pipeline.Claim
 	}
 	key := fmt.Sprintf("%s|%t|%d|%d", cpf, reuse.Always, reuse.MaxAge, reuse.FetchedAfter.UnixNano())
 	// Only the caller whose function ran made the call: the others shared
 	// its answer. (Do's "shared" flag is true for the leader too once anyone
 	// joined, so it cannot tell who paid.)
 	leader := false
+	holding, canHold := s.Payloads.(HoldingPayloads)
 	v, err, _ := s.flight.Do(key, func() (any, error) {
 		leader = true
-		raw, paid, err := s.Payloads.Fetch(ctx, cpf, reuse, func(ctx context.Context) (json.RawMessage, error) {
-			return s.API.PersonByCPF(ctx, cpf)
-		})
+		pay := func(ctx context.Context) (json.RawMessage, error) { return s.API.PersonByCPF(ctx, cpf) }
+		var r result
+		var err error
+		if hold && canHold {
+			r.raw, r.claim, err = holding.FetchHeld(ctx, cpf, reuse, pay)
+			r.paid = r.claim != nil
+		} else {
+			r.raw, r.paid, err = s.Payloads.Fetch(ctx, cpf, reuse, pay)
+		}
 		if err != nil {
 			s.alert(ctx, err)
 			return nil, err
 		}
 		s.Metrics.CreditsOK.Set(1)
-		return result{raw, paid}, nil
+		return r, nil
 	})
 	if err != nil {
 		if failure.Is(err, failure.KindCreditsExhausted) && s.CreditsWait > 0 {
@@ -198,19 +248,23 @@ func (s *Persons) payload(ctx context.Context, cpf string, reuse Reuse) (json.Ra
 			// stays in progress and the next try comes after CreditsWait.
 			// Waiting here instead would let the try's own deadline cut a
 			// wait short and end it as a failure.
-			return nil, false, failure.CreditsExhausted("enrichment.credits", s.CreditsWait, err)
+			return nil, false, nil, failure.CreditsExhausted("enrichment.credits", s.CreditsWait, err)
 		}
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	r := v.(result)
 	paid := r.paid && leader
+	var claim *pipeline.Claim
+	if leader {
+		claim = r.claim
+	}
 	if paid {
 		s.Metrics.PaidCalls.Inc()
 	} else {
 		s.Metrics.Reused.Inc()
 	}
 	s.Log.Debug().Ctx(ctx).Str("cpf", logging.CPF(cpf)).Bool("paid", paid).Msg("payload ready")
-	return r.raw, paid, nil
+	return r.raw, paid, claim, nil
 }
 
 // alert makes the Work API's account problems loud.

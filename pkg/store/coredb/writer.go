@@ -6,6 +6,7 @@ package coredb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -76,6 +77,23 @@ func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID strin
 // transaction (the first has committed the others and the caller's
 // statements by then); the rows are the same either way.
 func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, fresh []bool, leadID string, queue func(*pgx.Batch)) ([]Result, error) {
+	return w.WritePersonsOn(ctx, nil, ps, fresh, leadID, queue, nil)
+}
+
+// ErrAfterCommit is wrapped when WritePersonsOn's transaction committed but
+// one of the statements sent after its COMMIT failed: the rows are written.
+var ErrAfterCommit = errors.New("coredb: a statement after the commit failed")
+
+// WritePersonsOn is WritePersons sent on a connection the caller holds (nil:
+// a connection of the writer's pool), with after's statements (nil: none)
+// sent after the COMMIT in the same round trip: a session lock the caller
+// releases once the rows are visible, say. When the transaction committed
+// and one of those failed, it returns the results and an error wrapping
+// ErrAfterCommit.
+func (w *Writer) WritePersonsOn(ctx context.Context, on store.Batcher, ps []*person.Person, fresh []bool, leadID string, queue, after func(*pgx.Batch)) ([]Result, error) {
+	if on == nil {
+		on = w.pool
+	}
 	rows := make([]personRows, len(ps))
 	cpfs := make([]string, len(ps))
 	for i, p := range ps {
@@ -113,8 +131,13 @@ func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, fresh []
 	}
 	extra := b.Len() - before
 	b.Queue("COMMIT")
+	before = b.Len()
+	if after != nil {
+		after(b)
+	}
+	tail := b.Len() - before
 
-	res, err := w.run(ctx, b, len(locks), rows, extra)
+	res, tailErr, err := w.run(ctx, on, b, len(locks), rows, extra, tail)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -127,13 +150,18 @@ func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, fresh []
 		}
 	}
 	if len(again) > 0 {
-		merged, err := w.WritePersons(ctx, again, nil, leadID, nil)
+		// On the same connection: a caller holding it must not need a
+		// second one from the pool.
+		merged, err := w.WritePersonsOn(ctx, on, again, nil, leadID, nil, nil)
 		if err != nil {
 			return nil, err
 		}
 		for k, i := range at {
 			res[i] = merged[k]
 		}
+	}
+	if tailErr != nil {
+		return res, fmt.Errorf("%w: %w", ErrAfterCommit, tailErr)
 	}
 	return res, nil
 }
@@ -176,8 +204,11 @@ func queuePerson(b *pgx.Batch, sql string, r personRows, cpf string, year int32)
 	b.Queue(sql, args...)
 }
 
-func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []personRows, extra int) (out []Result, err error) {
-	br := w.pool.SendBatch(ctx, b)
+// run sends b and reads its results: BEGIN, the locks, the persons, extra
+// statements of the caller, COMMIT, then tail statements after the COMMIT,
+// whose first error is tailErr (the transaction committed by then).
+func (w *Writer) run(ctx context.Context, on store.Batcher, b *pgx.Batch, locks int, rows []personRows, extra, tail int) (out []Result, tailErr, err error) {
+	br := on.SendBatch(ctx, b)
 	tx := br.Tx()
 	defer func() {
 		// After a successful in-batch COMMIT this only returns the
@@ -187,17 +218,21 @@ func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []person
 		}
 	}()
 	defer func() {
-		if cerr := br.Close(); cerr != nil && err == nil {
-			err = cerr
+		if cerr := br.Close(); cerr != nil && err == nil && tailErr == nil {
+			if tail > 0 {
+				tailErr = cerr // after the COMMIT: the rows are written
+			} else {
+				err = cerr
+			}
 		}
 	}()
 
 	if _, err = br.Exec(); err != nil { // BEGIN
-		return nil, err
+		return nil, nil, err
 	}
 	for i := 0; i < locks; i++ { // advisory locks
 		if _, err = br.Exec(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	out = make([]Result, len(rows))
@@ -205,7 +240,7 @@ func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []person
 		res := &out[i]
 		var id *string // NULL: sqlNewPerson found the entity and wrote nothing
 		if err = br.QueryRow().Scan(&id, &res.Created, &res.EmailsAdded, &res.PhonesAdded, &res.AddressesAdded); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if id == nil {
 			*res = Result{}
@@ -215,13 +250,18 @@ func (w *Writer) run(ctx context.Context, b *pgx.Batch, locks int, rows []person
 	}
 	for i := 0; i < extra; i++ { // the caller's statements
 		if _, err = br.Exec(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if _, err = br.Exec(); err != nil { // COMMIT
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	for i := 0; i < tail; i++ { // after the COMMIT
+		if _, tailErr = br.Exec(); tailErr != nil {
+			return out, tailErr, nil
+		}
+	}
+	return out, nil, nil
 }
 
 func classify(err error) error { return store.Classify(opWrite, err) }

@@ -510,3 +510,44 @@ func TestWriteExecModes(t *testing.T) {
 		})
 	}
 }
+
+// WritePersonsOn sends on the caller's connection, with the caller's
+// statements after the COMMIT in the same round trip; when one of those
+// fails, the persons are written all the same and the error says so.
+func TestWritePersonsOnSendsAfterTheCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newCoreDB(t)
+	w := newTestWriter(pool)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	p := fixture(t, "workapi/cpf.json")
+	var backend int
+	rs, err := w.WritePersonsOn(ctx, conn, []*person.Person{p}, []bool{true}, "lead-on", nil, func(b *pgx.Batch) {
+		b.Queue(`SELECT set_config('leadflow.after', pg_backend_pid()::text, false)`)
+	})
+	if err != nil || rs[0].EntityID == "" {
+		t.Fatalf("WritePersonsOn: %+v %v", rs, err)
+	}
+	// The statement after the COMMIT ran on the caller's connection.
+	var after string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('leadflow.after', true), pg_backend_pid()`).Scan(&after, &backend); err != nil {
+		t.Fatal(err)
+	}
+	if after != fmt.Sprint(backend) {
+		t.Fatalf("the statement after the COMMIT ran on backend %q, want the caller's %d", after, backend)
+	}
+	q := fixture(t, "workapi/cpf_sparse.json")
+	rs, err = w.WritePersonsOn(ctx, conn, []*person.Person{q}, []bool{true}, "lead-on", nil, func(b *pgx.Batch) {
+		b.Queue(`SELECT 1/0`)
+	})
+	if !errors.Is(err, ErrAfterCommit) || len(rs) != 1 || rs[0].EntityID == "" {
+		t.Fatalf("a failing statement after the COMMIT: %+v %v, want the result and ErrAfterCommit", rs, err)
+	}
+	if n := queryInt(t, pool, `SELECT count(*) FROM core.entities WHERE national_id = $1`, q.CPF()); n != 1 {
+		t.Fatalf("%d entities for the second person, want 1: its transaction committed", n)
+	}
+}

@@ -80,14 +80,28 @@ func NewPayloads(pool *pgxpool.Pool, slots, maxAttemptsPerDay int, charge Charge
 
 // Fetch returns the CPF's payload: a stored one that reuse accepts, or one
 // that pay fetches. pay runs only while holding the CPF's claim (a
-// transaction-scoped advisory lock, so replicas serialise per CPF and the
-// second one finds what the first stored), after its attempt is recorded.
+// session advisory lock, so replicas serialise per CPF and the second one
+// finds what the first stored), after its attempt is recorded.
 // A stored "nobody" answer that reuse accepts is returned as NotFound
 // without paying.
 func (p *Payloads) Fetch(ctx context.Context, cpf string, reuse Reuse, pay func(context.Context) (json.RawMessage, error)) (json.RawMessage, bool, error) {
+	raw, c, err := p.fetch(ctx, cpf, reuse, pay, false)
+	return raw, c != nil, err
+}
+
+// FetchHeld is Fetch, except that a payload it pays for is not stored yet:
+// the claim (non-nil only then) stays held, so the caller can store the
+// payload inside its own transaction, on the claim's connection, and
+// release the claim in the same round trip (Claim). The caller must Close
+// the claim, which stores the payload on its own if the caller did not.
+func (p *Payloads) FetchHeld(ctx context.Context, cpf string, reuse Reuse, pay func(context.Context) (json.RawMessage, error)) (json.RawMessage, *Claim, error) {
+	return p.fetch(ctx, cpf, reuse, pay, true)
+}
+
+func (p *Payloads) fetch(ctx context.Context, cpf string, reuse Reuse, pay func(context.Context) (json.RawMessage, error), hold bool) (json.RawMessage, *Claim, error) {
 	if !reuse.New {
 		if raw, ok, err := p.stored(ctx, p.Pool, cpf, reuse); err != nil || ok {
-			return raw, false, err // fast path: no lock when a usable answer exists
+			return raw, nil, err // fast path: no lock when a usable answer exists
 		}
 	}
 	if p.paying != nil {
@@ -97,47 +111,47 @@ func (p *Payloads) Fetch(ctx context.Context, cpf string, reuse Reuse, pay func(
 		case <-ctx.Done():
 			// Waiting for a slot is pacing, not a failure: the router
 			// waits and tries again on the same delivery.
-			return nil, false, failure.RateLimited("payloads.slot", 0, ctx.Err())
+			return nil, nil, failure.RateLimited("payloads.slot", 0, ctx.Err())
 		}
 	}
-	raw, paid, err := p.claimAndPay(ctx, cpf, reuse, pay)
+	raw, c, err := p.claimAndPay(ctx, cpf, reuse, pay)
 	if err != nil {
 		var classified *failure.Error
 		if errors.As(err, &classified) {
-			return nil, false, err
+			return nil, nil, err
 		}
-		return nil, false, store.Classify("payloads", err)
+		return nil, nil, store.Classify("payloads", err)
 	}
-	return raw, paid, nil
+	if c != nil && !hold {
+		if err := c.Close(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	return raw, c, nil
 }
 
 // claimAndPay holds the CPF's claim, a session advisory lock on one
 // connection (it dies with the connection if the process crashes), while it
 // checks again for a stored answer, checks the cap and records the attempt
 // (committed on its own before the call, so a charge is on record even if
-// this process dies mid-call), pays, and stores the payload with the
-// attempt's end in one implicit transaction. Round trips: the lock with the
-// check, the cap and the attempt (one batch); then the payload, the
-// attempt's end and the unlock (one batch).
-func (p *Payloads) claimAndPay(ctx context.Context, cpf string, reuse Reuse, pay func(context.Context) (json.RawMessage, error)) (json.RawMessage, bool, error) {
+// this process dies mid-call), and pays. Round trips: the lock with the
+// check, the cap and the attempt (one batch). A payload it paid for comes
+// back under the still-held claim, not stored yet (Claim); nil when a
+// stored answer was used.
+func (p *Payloads) claimAndPay(ctx context.Context, cpf string, reuse Reuse, pay func(context.Context) (json.RawMessage, error)) (json.RawMessage, *Claim, error) {
 	conn, err := p.Pool.Acquire(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
-	defer conn.Release()
-	lockKey := "workapi:" + cpf
-	locked := false
+	c := &Claim{p: p, conn: conn, key: "workapi:" + cpf, cpf: cpf}
+	handed := false
 	defer func() {
-		if !locked {
-			return
-		}
-		// A fresh context: the unlock must happen even when ctx is done.
-		if _, uerr := conn.Exec(context.WithoutCancel(ctx), unlockSQL, lockKey); uerr != nil {
-			conn.Conn().Close(context.Background()) //nolint:errcheck // closing drops the session lock
+		if !handed {
+			c.release(ctx)
 		}
 	}()
 	b := &pgx.Batch{}
-	b.Queue(lockSQL, lockKey)
+	b.Queue(lockSQL, c.key)
 	// After the lock, in its own snapshot: what is stored now, and the
 	// attempt recorded only when nothing usable is stored and the cap allows.
 	b.Queue(claimSQL, p.claimArgs(cpf, reuse)...)
@@ -148,7 +162,7 @@ func (p *Payloads) claimAndPay(ctx context.Context, cpf string, reuse Reuse, pay
 		id      *int64
 	)
 	_, err = res.Exec()
-	locked = err == nil
+	c.locked = err == nil
 	if err == nil {
 		err = res.QueryRow().Scan(&row.raw, &row.payloadOK, &row.nobody, &row.nobodyOK, &row.payloadNew, &charged, &id)
 	}
@@ -156,46 +170,112 @@ func (p *Payloads) claimAndPay(ctx context.Context, cpf string, reuse Reuse, pay
 		err = cerr
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	if reuse.any() {
 		if stored, ok, err := row.usable(); err != nil || ok {
-			return stored, false, err
+			return stored, nil, err
 		}
 	}
 	if id == nil {
-		return nil, false, failure.Permanent("payloads.cap", fmt.Errorf("%w: %d charged attempts for this CPF in 24 h", ErrPaidAttemptsExhausted, charged))
+		return nil, nil, failure.Permanent("payloads.cap", fmt.Errorf("%w: %d charged attempts for this CPF in 24 h", ErrPaidAttemptsExhausted, charged))
 	}
+	c.id = *id
 	fresh, err := pay(ctx)
 	if err != nil {
-		p.finish(ctx, conn, *id, p.Charge(err), err)
-		return nil, false, err
+		p.finish(ctx, conn, c.id, p.Charge(err), err)
+		return nil, nil, err
 	}
 	// Any JSON the API returns is storable; a payload the database still
 	// refuses is a storage failure, never "no data".
-	fresh = store.JSONB(fresh)
+	c.raw = store.JSONB(fresh)
+	handed = true
+	return c.raw, c, nil
+}
+
+// Claim is a CPF's claim, still held, with the payload just paid for and
+// not stored yet. The caller either stores it inside its own transaction
+// (QueueStore, then Stored once that committed), sending its batch on the
+// claim's connection (Conn) with the release after its COMMIT
+// (QueueRelease, then Released), or leaves it to Close. The next holder
+// of the claim must find the payload, so the claim is released only after
+// the payload committed, and a session lock released inside a transaction
+// would be free before the transaction's writes are visible.
+type Claim struct {
+	p                        *Payloads
+	conn                     *pgxpool.Conn
+	key, cpf                 string
+	id                       int64
+	raw                      json.RawMessage
+	locked, stored, released bool
+}
+
+// Conn is the claim's connection: send the batch that stores the payload on
+// it, so the release rides in the same round trip.
+func (c *Claim) Conn() store.Batcher { return c.conn }
+
+// QueueStore queues the payload and its attempt's end, for the caller's
+// transaction.
+func (c *Claim) QueueStore(b *pgx.Batch) {
+	b.Queue(storePayloadSQL, c.cpf, []byte(c.raw), c.id, AttemptAnswered)
+}
+
+// QueueRelease queues the claim's release, for after the caller's COMMIT.
+func (c *Claim) QueueRelease(b *pgx.Batch) { b.Queue(unlockSQL, c.key) }
+
+// Stored says the caller's transaction with QueueStore committed.
+func (c *Claim) Stored() { c.stored = true }
+
+// Released says QueueRelease ran after that.
+func (c *Claim) Released() { c.locked = false }
+
+// Close stores the payload on its own unless Stored, releases the claim
+// unless Released, and returns the connection. A payload that cannot be
+// stored is charged but lost: its attempt stays on record as started (the
+// next try pays again), and the error is returned, never "no data".
+func (c *Claim) Close(ctx context.Context) error {
+	if c.released {
+		return nil
+	}
+	defer c.release(ctx)
+	if c.stored {
+		return nil
+	}
 	// The payload and the attempt's end commit first, then the claim is
-	// released (in the same round trip): the next holder must find the
-	// payload, and a session lock released inside a transaction would be
-	// free before the transaction's writes are visible.
-	b = &pgx.Batch{}
+	// released (in the same round trip).
+	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	b.Queue(storePayloadSQL, cpf, []byte(fresh), *id, AttemptAnswered)
+	c.QueueStore(b)
 	b.Queue("COMMIT")
-	b.Queue(unlockSQL, lockKey)
-	br := conn.SendBatch(ctx, b)
+	b.Queue(unlockSQL, c.key)
+	br := c.conn.SendBatch(context.WithoutCancel(ctx), b)
 	tx := br.Tx()
-	err = br.Close()
+	err := br.Close()
 	_ = tx.Rollback(context.WithoutCancel(ctx)) // after a failure: leave the aborted transaction
 	if err != nil {
 		// Charged but not stored: the attempt says so; the error decides
 		// (transient: redelivered; permanent: dead-lettered), never "no data".
 		serr := store.Classify("payloads.store", err)
-		p.finish(ctx, conn, *id, AttemptAnswered, fmt.Errorf("payload not stored: %w", serr))
-		return nil, false, serr
+		c.p.finish(ctx, c.conn, c.id, AttemptAnswered, fmt.Errorf("payload not stored: %w", serr))
+		return serr
 	}
-	locked = false // the batch released the claim after storing
-	return fresh, true, nil
+	c.stored, c.locked = true, false // the batch released the claim after storing
+	return nil
+}
+
+// release unlocks the claim if still locked (on a fresh context: the
+// unlock must happen even when ctx is done) and returns the connection.
+func (c *Claim) release(ctx context.Context) {
+	if c.released {
+		return
+	}
+	c.released = true
+	if c.locked {
+		if _, err := c.conn.Exec(context.WithoutCancel(ctx), unlockSQL, c.key); err != nil {
+			c.conn.Conn().Close(context.Background()) //nolint:errcheck // closing drops the session lock
+		}
+	}
+	c.conn.Release()
 }
 
 // finish records an attempt's end, whatever happened to ctx.
@@ -220,10 +300,14 @@ const (
 			  AND ($5::int <= 0 OR n.n < $5::int)
 			RETURNING attempt_id)
 		SELECT s.payload, s.payload_ok, s.nobody, s.nobody_ok, s.payload_new, n.n, (SELECT attempt_id FROM ins) FROM s, n`
+	// storePayloadSQL stores a payload and ends its attempt, once: a store
+	// whose commit went unanswered and is sent again (Claim.Close after
+	// the caller's batch failed) finds the attempt ended and writes nothing.
 	storePayloadSQL = `WITH answered AS (
-			UPDATE pipeline.workapi_attempts SET status = $4, finished_at = now() WHERE attempt_id = $3
+			UPDATE pipeline.workapi_attempts SET status = $4, finished_at = now() WHERE attempt_id = $3 AND status = 'started'
+			RETURNING 1
 		)
-		INSERT INTO pipeline.workapi_payloads (cpf, payload, fetched_at) VALUES ($1, $2, now())
+		INSERT INTO pipeline.workapi_payloads (cpf, payload, fetched_at) SELECT $1, $2, now() WHERE EXISTS (SELECT 1 FROM answered)
 		ON CONFLICT (cpf) DO UPDATE SET payload = EXCLUDED.payload, fetched_at = now(),
 		fetch_count = pipeline.workapi_payloads.fetch_count + 1`
 	finishSQL = `UPDATE pipeline.workapi_attempts SET status = $2, error = NULLIF($3, ''), finished_at = now() WHERE attempt_id = $1`

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
@@ -258,5 +259,60 @@ func TestNewCPFSkipsTheLookUpAndStillPaysOnce(t *testing.T) {
 	}
 	if reused, _ := fetch(pipeline.Reuse{MaxAge: time.Hour}, cpf); again != reused+1 {
 		t.Fatalf("stored: New took %v round trips, the look-up %v; want the claim and its release", again, reused)
+	}
+}
+
+// A held claim's payload stored in the caller's transaction and stored
+// again by Close (the caller never heard its COMMIT's answer) is stored
+// once; the claim blocks other holders until it is released.
+func TestHeldClaimStoresOnce(t *testing.T) {
+	p, calls := newPayloads(t, 5)
+	ctx := context.Background()
+	raw, claim, err := p.FetchHeld(ctx, cpf, pipeline.Reuse{MaxAge: time.Hour, New: true}, payWith(calls, person, nil))
+	if err != nil || claim == nil || string(raw) != person {
+		t.Fatalf("FetchHeld: %s %v %v, want the paid payload under a claim", raw, claim, err)
+	}
+	free := func() bool {
+		var ok bool
+		if err := p.Pool.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended('workapi:' || $1::text, 0))`, cpf).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			if _, err := p.Pool.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended('workapi:' || $1::text, 0))`, cpf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ok
+	}
+	if free() {
+		t.Fatal("the claim is free while held")
+	}
+	if statuses(t, p) != "started" {
+		t.Fatalf("attempts %q before the store, want started", statuses(t, p))
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	claim.QueueStore(b)
+	b.Queue("COMMIT")
+	claim.QueueRelease(b)
+	if err := claim.Conn().SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Neither Stored nor Released: Close sends the store again.
+	if err := claim.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := claim.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	var fetches int
+	if err := p.Pool.QueryRow(ctx, `SELECT fetch_count FROM pipeline.workapi_payloads WHERE cpf = $1`, cpf).Scan(&fetches); err != nil {
+		t.Fatal(err)
+	}
+	if fetches != 1 || statuses(t, p) != "answered" || *calls != 1 {
+		t.Fatalf("fetch_count %d, attempts %q, %d calls; want 1, answered, 1", fetches, statuses(t, p), *calls)
+	}
+	if !free() {
+		t.Fatal("the claim is still held after Close")
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/leadflow/leadflow/pkg/domain/person"
 	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/pkg/store/coredb"
+	"github.com/leadflow/leadflow/pkg/store/pipeline"
 	"github.com/leadflow/leadflow/pkg/store/runs"
 	"github.com/leadflow/leadflow/services/enricher/app"
 )
@@ -51,14 +53,45 @@ func (s Store) SaveEnrichment(ctx context.Context, env events.Envelope, found []
 	}
 	ps := make([]*person.Person, len(found))
 	fresh := make([]bool, len(found))
+	var claim *pipeline.Claim
 	for i, r := range found {
 		// A payload bought just now is, almost always, a person core.*
 		// does not hold yet.
 		ps[i], fresh[i] = r.Person, r.Paid
+		if r.Claim != nil {
+			claim = r.Claim
+		}
 	}
-	ids, err := s.Writer.WritePersons(ctx, ps, fresh, leadID, func(b *pgx.Batch) { runs.QueueRecord(ctx, b, env, step) })
-	if err != nil {
-		return err
+	queue := func(b *pgx.Batch) { runs.QueueRecord(ctx, b, env, step) }
+	on, canOn := s.Writer.(enrichment.OnWriter)
+	if claim == nil || !canOn {
+		if claim != nil {
+			// Stored and released on its own first.
+			if err := claim.Close(ctx); err != nil {
+				return err
+			}
+		}
+		ids, err := s.Writer.WritePersons(ctx, ps, fresh, leadID, queue)
+		if err != nil {
+			return err
+		}
+		for i := range found {
+			found[i].EntityID = ids[i]
+		}
+		return nil
+	}
+	// The payload just paid for is stored with the persons, on its claim's
+	// connection, and the claim released after the COMMIT: one round trip.
+	ids, err := on.WritePersonsOn(ctx, claim.Conn(), ps, fresh, leadID,
+		func(b *pgx.Batch) { claim.QueueStore(b); queue(b) }, claim.QueueRelease)
+	switch {
+	case err == nil:
+		claim.Stored()
+		claim.Released()
+	case errors.Is(err, coredb.ErrAfterCommit):
+		claim.Stored() // committed; Close releases the claim again
+	default:
+		return err // Close (the enricher's) stores the payload on its own
 	}
 	for i := range found {
 		found[i].EntityID = ids[i]

@@ -44,15 +44,30 @@ type Enricher struct {
 }
 
 // Handle enriches every person of a lead.resolved event: each person's
-// payload is reused or paid for first (each paid one stored under its claim
-// before the claim ends), then every person and the trace step are written
-// together.
+// payload is reused or paid for first, then every person and the trace step
+// are written together. The last person's payload, when paid for just now,
+// is stored in that same transaction under its still-held claim (released
+// right after the commit); the others' are stored under their claims
+// before the next person, so a handler never holds two claims.
 func (e *Enricher) Handle(ctx context.Context, env events.Envelope, in events.LeadResolved) error {
 	out := events.LeadEnriched{Phone: in.Phone, Email: in.Email}
 	sum := Summary{CPFs: len(in.Persons)}
 	var found []enrichment.Result
-	for _, rp := range in.Persons {
-		r, err := e.Persons.Fetch(ctx, rp.CPF, e.reuse(env, rp))
+	defer func() {
+		// Whatever happened: a claim still held stores its payload (unless
+		// the transaction did) and is released.
+		for _, r := range found {
+			if r.Claim != nil {
+				_ = r.Claim.Close(ctx)
+			}
+		}
+	}()
+	for i, rp := range in.Persons {
+		fetch := e.Persons.Fetch
+		if i == len(in.Persons)-1 {
+			fetch = e.Persons.FetchHeld
+		}
+		r, err := fetch(ctx, rp.CPF, e.reuse(env, rp))
 		if err != nil {
 			return err
 		}
@@ -83,7 +98,16 @@ func (e *Enricher) Handle(ctx context.Context, env events.Envelope, in events.Le
 	if err != nil {
 		return failure.Permanent("enricher.event", err)
 	}
-	if err := e.Store.SaveEnrichment(ctx, next, found, env.LeadID, sum); err != nil {
+	err = e.Store.SaveEnrichment(ctx, next, found, env.LeadID, sum)
+	for _, r := range found {
+		if r.Claim != nil {
+			// Before the publish: the claim's connection goes back now.
+			if cerr := r.Claim.Close(ctx); err == nil {
+				err = cerr
+			}
+		}
+	}
+	if err != nil {
 		return err
 	}
 	if len(found) > 0 {
