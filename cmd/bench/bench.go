@@ -69,7 +69,7 @@ type result struct {
 	// statements, client side (leadflow_postgres_*_total of every process,
 	// read just before it stops); -1 when not measured (the floor).
 	pgTrips, pgStmts float64
-	pgPings          float64 // liveness pings on idle connections (store.PingAfterIdle), not in pgTrips
+	pgPings          float64       // liveness pings on idle connections (store.PingAfterIdle), not in pgTrips
 	benchCPU         time.Duration // CPU of this process (NATS server, simulators, load) from the first webhook on
 	load             [2]string     // machine load average when the target started and when it ended
 	check            error         // floor: messages or rows do not match the lead count
