@@ -12,6 +12,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
+	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
 	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/pipeline"
@@ -205,19 +206,8 @@ func TestWaitingForASlotIsAWait(t *testing.T) {
 }
 
 // roundTrips reads the process's Postgres round trips (every pool).
-func roundTrips(t *testing.T, reg *prometheus.Registry) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "leadflow_postgres_round_trips_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("no leadflow_postgres_round_trips_total")
-	return 0
+func roundTrips(reg prometheus.Gatherer) float64 {
+	return httpxtest.CounterValue(reg, "leadflow_postgres_round_trips_total", nil)
 }
 
 // A CPF new to the records (Reuse.New) is claimed without the look-up
@@ -240,12 +230,12 @@ func TestNewCPFSkipsTheLookUpAndStillPaysOnce(t *testing.T) {
 	reg.MustRegister(store.NewPoolCollector(p.Pool))
 	fetch := func(reuse pipeline.Reuse, c string) (trips float64, paid bool) {
 		t.Helper()
-		before := roundTrips(t, reg)
+		before := roundTrips(reg)
 		raw, paid, err := p.Fetch(ctx, c, reuse, payWith(calls, `{"DadosBasicos":{"cpf":"`+c+`","nome":"X"}}`, nil))
 		if err != nil || len(raw) == 0 {
 			t.Fatalf("fetch %s: %s %v", c, raw, err)
 		}
-		return roundTrips(t, reg) - before, paid
+		return roundTrips(reg) - before, paid
 	}
 	const other = "52998224725"
 	old, _ := fetch(pipeline.Reuse{MaxAge: time.Hour}, other)

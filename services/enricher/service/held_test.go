@@ -8,25 +8,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
 	"github.com/leadflow/leadflow/pkg/sim"
 	"github.com/leadflow/leadflow/pkg/store"
 )
-
-// postgresTrips is the process's Postgres round trips so far (every pool).
-func postgresTrips(t *testing.T, reg *prometheus.Registry) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "leadflow_postgres_round_trips_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("no leadflow_postgres_round_trips_total")
-	return 0
-}
 
 // A person paid for just now costs the enricher two round trips: the claim
 // (lock, cap, attempt), then one batch with the payload, the persons, the
@@ -38,11 +23,11 @@ func TestPaidPersonTakesTwoRoundTrips(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(store.NewPoolCollector(r.pool))
 	env, in := resolved(t, leadID(t.Name()), false, false, helenaByPhone)
-	before := postgresTrips(t, reg)
+	before := httpxtest.CounterValue(reg, "leadflow_postgres_round_trips_total", nil)
 	if err := e.Handle(context.Background(), env, in); err != nil {
 		t.Fatal(err)
 	}
-	if trips := postgresTrips(t, reg) - before; trips != 2 {
+	if trips := httpxtest.CounterValue(reg, "leadflow_postgres_round_trips_total", nil) - before; trips != 2 {
 		t.Fatalf("%v Postgres round trips for one paid person, want 2", trips)
 	}
 	if got := r.count(t, `SELECT count(*) FROM pipeline.workapi_payloads WHERE cpf = $1`, sim.HelenaCPF); got != 1 {
