@@ -24,7 +24,12 @@ const cpf = "31860457207"
 func newPayloads(t *testing.T, maxPerDay int) (*pipeline.Payloads, *int) {
 	t.Helper()
 	ctx := context.Background()
-	pool := testinfra.NewPool(t, testinfra.NewDatabase(t))
+	// store.Open, as the services open theirs: its pool counts round trips.
+	pool, err := store.Open(ctx, testinfra.NewDatabase(t), 8, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
 	if err := store.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
@@ -214,18 +219,8 @@ func roundTrips(reg prometheus.Gatherer) float64 {
 // first: one round trip less when nothing is stored. When something is
 // stored after all, the claim finds it: reused, not paid, no attempt.
 func TestNewCPFSkipsTheLookUpAndStillPaysOnce(t *testing.T) {
+	p, calls := newPayloads(t, 5)
 	ctx := context.Background()
-	// store.Open: its pool counts round trips (testinfra.NewPool's does not).
-	pool, err := store.Open(ctx, testinfra.NewDatabase(t), 2, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	calls := new(int)
-	p := pipeline.NewPayloads(pool, 0, 5, enrichment.Charge)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(store.NewPoolCollector(p.Pool))
 	fetch := func(reuse pipeline.Reuse, c string) (trips float64, paid bool) {
