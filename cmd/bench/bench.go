@@ -24,6 +24,7 @@ type options struct {
 	steadyLeads                         int
 	steadyEdgeAlone                     bool // the stages stopped during the steady load: ingest on its own
 	coldEdgeAlone                       bool // the stages stopped during the cold start: ingest on its own
+	edgeOnly                            bool // the stages stopped from the cold start on, and only phase 1 runs: per-lead costs are the edge's per webhook
 	cold, warm, warmFresh, warmIdle     int
 	simLatency                          time.Duration
 	serviceEnv                          []string // extra KEY=VALUE for every product service
@@ -185,13 +186,13 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	cw := o.cold + o.warm
 	off := cw + o.warmFresh + o.warmIdle
 	cpu0 := selfCPU()
-	if o.coldEdgeAlone {
+	if o.coldEdgeAlone || o.edgeOnly {
 		if err := t.pause(); err != nil {
 			return nil, err
 		}
 	}
 	times, err := oneByOne(t.base, e.bodies[:cw], e.bodies[cw:cw+o.warmFresh], e.bodies[cw+o.warmFresh:off], idleWait)
-	if o.coldEdgeAlone {
+	if o.coldEdgeAlone && !o.edgeOnly {
 		// The first leads' end to end then includes the pause: only the
 		// webhook answers are the measurement.
 		if rerr := t.resume(); err == nil {
@@ -203,10 +204,12 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	}
 	r.cold, r.warmP50 = times[:o.cold], pct(times[o.cold:cw], 50)
 	r.freshP50, r.idle = pct(times[cw:cw+o.warmFresh], 50), times[cw+o.warmFresh:]
-	if err := t.waitDone(ctx, off, 2*time.Minute); err != nil {
+	if o.edgeOnly {
+		// The stages stay stopped: nothing will finish.
+	} else if err := t.waitDone(ctx, off, 2*time.Minute); err != nil {
 		return nil, err
 	}
-	if !o.coldEdgeAlone {
+	if !o.coldEdgeAlone && !o.edgeOnly {
 		if r.coldLeads, err = firstLeads(ctx, e, o.cold); err != nil {
 			return nil, err
 		}
@@ -227,7 +230,10 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	stopAnalyze()
 	e.sampleBackends(ctx, &pg)
 	r.pgCPU, r.benchCPU, r.load[1] = pg.total(), selfCPU()-cpu0, loadAvg()
-	r.pgTrips, r.pgStmts, r.pgPings = t.postgresWork()
+	r.pgTrips, r.pgStmts, r.pgPings = t.postgresWork(o.edgeOnly)
+	if o.edgeOnly && t.discard != nil {
+		t.discard()
+	}
 	t.stop()
 
 	// Costs: everything the target did since its database was migrated.
@@ -247,7 +253,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 		}
 	}
 	r.uniqueCPFs = len(unique)
-	if kind == "floor" {
+	if kind == "floor" && !o.edgeOnly {
 		if r.runRows, err = e.count(ctx, `SELECT count(*) FROM pipeline.lead_runs`); err != nil {
 			return nil, err
 		}
@@ -277,11 +283,16 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 func runPhases(ctx context.Context, o options, e *env, t *target, off int, r *result) error {
 	// Phase 1: the edge alone (the stages are stopped), acked webhooks/s.
 	fmt.Fprintf(os.Stderr, "%s phase 1: %d webhooks to the edge alone...\n", t.kind, o.backlog)
-	if err := t.pause(); err != nil {
-		return err
+	if !o.edgeOnly { // -edge-only: stopped since the cold start
+		if err := t.pause(); err != nil {
+			return err
+		}
 	}
 	var err error
 	r.acks, r.acksP99, err = blast(t.base, e.bodies[off:off+o.backlog], o.concurrency)
+	if o.edgeOnly {
+		return err
+	}
 	if rerr := t.resume(); err == nil {
 		err = rerr
 	}
@@ -386,6 +397,10 @@ func report(o options, round int, p, f *result) {
 		row(fmt.Sprintf("acked webhooks/s (edge alone, %d clients)", o.concurrency),
 			func(r *result) string { return fmt.Sprintf("%.0f (p99 %.1f ms)", r.acks, r.acksP99) },
 			ratio(func(r *result) float64 { return r.acks }), "≥ 5,000")
+	}
+	if o.edgeOnly {
+		fmt.Println("| -edge-only: the stages stayed stopped, so every per-lead row below is the edge's cost per webhook | | | | |")
+	} else if o.steadyRate == 0 {
 		row(fmt.Sprintf("pipeline drain, leads/s (%d-lead backlog)", o.backlog),
 			func(r *result) string { return fmt.Sprintf("%.0f", r.drain) },
 			ratio(func(r *result) float64 { return r.drain }), "≥ 500; ≥ 70 % of floor")
@@ -530,10 +545,13 @@ func summary(o options, all [][2]*result) {
 		v    func(*result) float64
 	}
 	var cols []col
-	if o.steadyRate == 0 {
+	switch {
+	case o.edgeOnly:
+		cols = []col{{"webhooks", func(r *result) float64 { return r.acks }}}
+	case o.steadyRate == 0:
 		cols = []col{{"drain", func(r *result) float64 { return r.drain }}, {"live", func(r *result) float64 { return r.live }},
 			{"webhooks", func(r *result) float64 { return r.acks }}}
-	} else {
+	default:
 		cols = []col{{"end to end p50", func(r *result) float64 { return ms(pct(r.steady.e2e, 50)) }},
 			{"overhead p99", func(r *result) float64 { return ms(pct(r.steady.overhead, 99)) }}}
 	}

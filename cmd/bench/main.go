@@ -42,6 +42,7 @@ func main() {
 	flag.BoolVar(&o.steadyEdgeAlone, "steady-edge-alone", false, "steady mode with the stages stopped while posting: the webhook edge (ingest) on its own")
 	flag.IntVar(&o.cold, "cold", 20, "cold start: webhooks timed one at a time right after start-up")
 	flag.BoolVar(&o.coldEdgeAlone, "cold-edge-alone", false, "the stages stopped during the cold start: the first webhook answers of the edge (ingest) on its own, without the pipeline's CPU beside it")
+	flag.BoolVar(&o.edgeOnly, "edge-only", false, "only the webhook edge: the stages stay stopped from the cold start on, only the acked-webhooks phase runs (-live is ignored), and the per-lead costs are the edge's per webhook")
 	flag.IntVar(&o.warmFresh, "warm-fresh", 20, "cold start: webhooks timed one at a time after the warm ones, each on a new TCP connection (the first webhook's connection is new too)")
 	flag.IntVar(&o.warmIdle, "warm-idle", 3, "cold start: webhooks timed after the fresh ones, each after the target sat idle as long as before the first webhook (5 s), on a new connection: the first webhook's conditions with warm code")
 	flag.IntVar(&o.warm, "warm", 100, "cold start: webhooks timed one at a time after the cold ones (their p50 is the warm reference)")
@@ -58,6 +59,13 @@ func main() {
 	if *version {
 		fmt.Println(buildinfo.String("bench"))
 		return
+	}
+	if o.edgeOnly && o.steadyRate > 0 {
+		fmt.Fprintln(os.Stderr, "bench: -edge-only measures the acked-webhooks phase; for a steady rate on the edge use -steady-edge-alone")
+		os.Exit(2)
+	}
+	if o.edgeOnly {
+		o.live = 0
 	}
 	if !o.product && !o.floor {
 		fmt.Fprintln(os.Stderr, "bench: nothing to measure (-product=false -floor=false)")

@@ -313,8 +313,11 @@ type target struct {
 	stream string // its JetStream stream
 	pause  func() error
 	resume func() error
-	done   func(ctx context.Context) (int, error) // leads whose run is over
-	once   sync.Once
+	// discard ends the stopped stages without letting them run (-edge-only:
+	// their backlog is not the edge's cost); nil when pausing is a flag.
+	discard func()
+	done    func(ctx context.Context) (int, error) // leads whose run is over
+	once    sync.Once
 }
 
 func startProc(name, bin string, env []string, ready string, keep func(string) bool) (*service, error) {
@@ -388,6 +391,7 @@ func startProduct(e *env, o options, bins string) (*target, error) {
 	}
 	t.pause = func() error { return signal(syscall.SIGSTOP) }
 	t.resume = func() error { return signal(syscall.SIGCONT) }
+	t.discard = func() { _ = signal(syscall.SIGKILL) }
 	t.done = func(ctx context.Context) (int, error) {
 		return e.count(ctx, `SELECT count(*) FROM pipeline.lead_runs WHERE finished_at IS NOT NULL`)
 	}
@@ -432,12 +436,16 @@ func startFloor(e *env, o options, bins string) (*target, error) {
 // postgresWork sums the product processes' Postgres round trips,
 // statements and liveness pings from their /metrics (ingest's on its edge,
 // the workers' on their health ports); -1s for the floor or when a scrape
-// fails.
-func (t *target) postgresWork() (trips, stmts, pings float64) {
+// fails. edgeOnly counts ingest's alone (the stopped workers cannot answer).
+func (t *target) postgresWork(edgeOnly bool) (trips, stmts, pings float64) {
 	if t.kind != "product" {
 		return -1, -1, -1
 	}
-	for i, s := range t.procs {
+	procs := t.procs
+	if edgeOnly {
+		procs = procs[:1]
+	}
+	for i, s := range procs {
 		url := strings.TrimSuffix(s.ready, "/ready") + "/metrics"
 		if i == 0 {
 			url = t.base + "/metrics"

@@ -29,21 +29,19 @@ type Receipts struct {
 }
 
 // NewReceipts returns Receipts whose AddReceipt calls made at the same time
-// are written together: each flusher takes every receipt waiting (up to
-// maxReceiptBatch) and writes them in one batch, so a lone webhook waits
-// for nothing and a burst costs one transaction per batch.
+// are written together. One flusher writes: it takes every receipt waiting
+// (up to maxReceiptBatch) and writes them in one batch, so a lone webhook
+// waits for nothing, and receipts that arrive while a batch is in flight
+// all go in the next one (group commit). Under 64 concurrent webhooks that
+// is about 9 receipts per commit; four flushers each took what was there
+// at once, about 2-3 (docs/BENCHMARKS.md, 2026-12-07 fourth session).
 func NewReceipts(pool *pgxpool.Pool) Receipts {
-	b := &receiptBatcher{pool: pool, in: make(chan *pendingReceipt)}
-	for range receiptFlushers {
-		go b.loop()
-	}
+	b := &receiptBatcher{pool: pool, in: make(chan *pendingReceipt, maxReceiptBatch)}
+	go b.loop()
 	return Receipts{Pool: pool, batch: b}
 }
 
-const (
-	receiptFlushers = 4
-	maxReceiptBatch = 64
-)
+const maxReceiptBatch = 64
 
 type receiptBatcher struct {
 	pool *pgxpool.Pool
