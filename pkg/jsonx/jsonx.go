@@ -38,3 +38,23 @@ func DecodeFirst(b []byte, v any) error {
 	_, err := json.Parse(b, v, json.UseNumber)
 	return err
 }
+
+// DecodeOne decodes the one JSON value b holds into v, numbers in `any` as
+// json.Number: what a json.Decoder with UseNumber reads, followed by a
+// check that only whitespace is left (senders' bodies, such as webhooks).
+func DecodeOne(b []byte, v any) error {
+	rest, err := json.Parse(b, v, json.UseNumber)
+	if err != nil {
+		return err
+	}
+	if rest = bytes.TrimLeft(rest, " \t\r\n"); len(rest) != 0 {
+		return errTrailing
+	}
+	return nil
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const errTrailing = constError("jsonx: data after the JSON value")

@@ -2,6 +2,8 @@ package jsonx_test
 
 import (
 	stdjson "encoding/json"
+	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -68,6 +70,30 @@ func TestDecodeFirstAsADecoder(t *testing.T) {
 		err := jsonx.DecodeFirst([]byte(in), &got)
 		if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
 			t.Errorf("DecodeFirst(%s) = %#v, %v; a Decoder gives %#v, %v", in, got, err, want, wantErr)
+		}
+	}
+}
+
+// DecodeOne accepts and decodes what a Decoder with UseNumber reads when
+// nothing but whitespace follows, and refuses everything else.
+func TestDecodeOneAsADecoderThatReadsToTheEnd(t *testing.T) {
+	for _, in := range []string{`{"id":"a1","n":1.50,"c":{"phone":11987654321}}`, "[{\"a\":1}]\n", " \"text\" ", `{"a":1} {"b":2}`,
+		`{"a":1} trailing`, `{"a":1}]`, `{"a":`, ``, `   `, `<html>`, "{\"name\":\"Jo\xffo\"}", `{"a":1,"a":2}`, `{"a":"\u00e9\ud800"}`} {
+		var want, got any
+		dec := stdjson.NewDecoder(strings.NewReader(in))
+		dec.UseNumber()
+		wantErr := dec.Decode(&want)
+		if wantErr == nil {
+			if _, terr := dec.Token(); terr != io.EOF {
+				wantErr, want = fmt.Errorf("not at the end: %v", terr), nil
+			}
+		}
+		err := jsonx.DecodeOne([]byte(in), &got)
+		if err != nil {
+			got = nil
+		}
+		if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
+			t.Errorf("DecodeOne(%q) = %#v, %v; a Decoder read to the end gives %#v, %v", in, got, err, want, wantErr)
 		}
 	}
 }

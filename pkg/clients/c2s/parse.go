@@ -1,15 +1,14 @@
 package c2s
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/jsonx"
 )
 
 var (
@@ -213,13 +212,8 @@ func ParseTime(s string) (time.Time, error) {
 
 // decode reads exactly one JSON value, keeping numbers exact.
 func decode(b []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, ErrNotJSON
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	if err := jsonx.DecodeOne(b, &v); err != nil {
 		return nil, ErrNotJSON
 	}
 	return v, nil

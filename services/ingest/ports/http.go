@@ -3,6 +3,7 @@
 package ports
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -282,16 +283,26 @@ func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusAccepted
 	}
 	if len(results) == 1 && !isArray(body) {
-		writeJSON(w, status, map[string]any{"success": true, "lead_id": results[0].LeadID, "action": results[0].Action,
-			"status": results[0].Status, "event_id": results[0].EventID})
+		writeJSON(w, status, webhookAnswer{Success: true, LeadID: results[0].LeadID, Action: results[0].Action,
+			Status: results[0].Status, EventID: results[0].EventID})
 		return
 	}
 	writeJSON(w, status, map[string]any{"success": true, "results": results})
 }
 
+// webhookAnswer answers a single event: the keys and their order are those
+// of the map it replaced (encoding/json sorts map keys), without building a
+// map and sorting it on every webhook.
+type webhookAnswer struct {
+	Action  string `json:"action"`
+	EventID string `json:"event_id"`
+	LeadID  string `json:"lead_id"`
+	Status  string `json:"status"`
+	Success bool   `json:"success"`
+}
+
 func isArray(b []byte) bool {
-	t := strings.TrimSpace(string(b))
-	return strings.HasPrefix(t, "[")
+	return bytes.HasPrefix(bytes.TrimSpace(b), []byte("["))
 }
 
 // rawItems returns the raw JSON of each delivered event, for the receipts.
