@@ -68,6 +68,10 @@ type Common struct {
 	// AsyncCommit turns synchronous_commit off for this service's sessions.
 	// Only for writes that a retry can always redo (ingest's receipts).
 	AsyncCommit bool
+	// CustomPlans keeps Postgres's per-execution plan choice for the
+	// service's main pool (ingest: the console's filters). Otherwise the
+	// pools plan each statement once, generically (store.Session).
+	CustomPlans bool
 }
 
 // DefaultHealthPort is where a worker serves /health, /ready and /metrics
@@ -215,7 +219,8 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		d.Close()
 		return nil, err
 	}
-	if d.Pool, err = store.Open(pctx, c.DatabaseURL, int32(c.DBMaxConns), c.AsyncCommit, d.warmup); err != nil {
+	if d.Pool, err = store.OpenWith(pctx, c.DatabaseURL, int32(c.DBMaxConns),
+		store.Session{AsyncCommit: c.AsyncCommit, GenericPlans: !c.CustomPlans}, d.warmup); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -227,7 +232,7 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 	// connections and on any the pool opens later.
 	budgets := &store.Warmup{}
 	budgets.Add(budget.Warm)
-	if d.Budgets, err = store.Open(pctx, c.DatabaseURL, budgetConns, false, budgets); err != nil {
+	if d.Budgets, err = store.OpenWith(pctx, c.DatabaseURL, budgetConns, store.Session{GenericPlans: true}, budgets); err != nil {
 		d.Close()
 		return nil, err
 	}

@@ -50,10 +50,29 @@ func shouldPing(_ context.Context, p pgxpool.ShouldPingParams) bool {
 	return true
 }
 
+// Session is how a pool's sessions run.
+type Session struct {
+	// AsyncCommit sets synchronous_commit=off: only for writes that a retry
+	// always redoes.
+	AsyncCommit bool
+	// GenericPlans sets plan_cache_mode=force_generic_plan: each prepared
+	// statement is planned once per connection, instead of five times
+	// (Postgres's custom plans) before its generic plan is tried, and once
+	// again after every ANALYZE of a table it reads. For a pool that runs
+	// only the pipeline's fixed key look-ups and writes, whose plans do not
+	// depend on the values; not for the console's filters.
+	GenericPlans bool
+}
+
 // Open connects a pool and checks the server answers.
 // asyncCommit sets synchronous_commit=off on every session. A warmup, when
 // given, warms every connection the pool opens before it is handed out.
 func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool, warmup ...*Warmup) (*pgxpool.Pool, error) {
+	return OpenWith(ctx, url, maxConns, Session{AsyncCommit: asyncCommit}, warmup...)
+}
+
+// OpenWith is Open with the session's settings.
+func OpenWith(ctx context.Context, url string, maxConns int32, session Session, warmup ...*Warmup) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -67,8 +86,11 @@ func Open(ctx context.Context, url string, maxConns int32, asyncCommit bool, war
 	// first request after one does not wait for a new connection.
 	cfg.MinConns = min(cfg.MaxConns, 2)
 	cfg.ShouldPing = shouldPing
-	if asyncCommit {
+	if session.AsyncCommit {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	}
+	if session.GenericPlans {
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	}
 	if len(warmup) > 0 && warmup[0] != nil {
 		cfg.AfterConnect = warmup[0].afterConnect

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
@@ -155,4 +156,21 @@ func (r *rig) subjectCount(t *testing.T, subject string) uint64 {
 		t.Fatal(err)
 	}
 	return info.State.Subjects[subject]
+}
+
+// The enricher's pools run only the pipeline's fixed statements: each is
+// planned once, generically (store.Session.GenericPlans).
+func TestEnricherPoolsPlanGenerically(t *testing.T) {
+	d := startService(t, newRig(t, sim.Config{}), nil)
+	for name, pool := range map[string]interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}{"main": d.Pool, "budgets": d.Budgets} {
+		var mode string
+		if err := pool.QueryRow(context.Background(), `SHOW plan_cache_mode`).Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if mode != "force_generic_plan" {
+			t.Errorf("%s pool: plan_cache_mode %s, want force_generic_plan", name, mode)
+		}
+	}
 }

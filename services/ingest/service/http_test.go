@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/sim"
@@ -432,5 +434,22 @@ func TestHealthReadyMetricsOpenAPI(t *testing.T) {
 	}
 	if receipts != 0 {
 		t.Fatalf("%d receipts stored for a webhook that was never published", receipts)
+	}
+}
+
+// Ingest's main pool keeps Postgres's custom plans (the console's filters
+// plan well only with their values); its budgets pool plans generically.
+func TestIngestPoolKeepsCustomPlans(t *testing.T) {
+	in := startIngest(t, nil)
+	for pool, want := range map[interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}]string{in.Pool: "auto", in.Deps.Budgets: "force_generic_plan"} {
+		var mode string
+		if err := pool.QueryRow(context.Background(), `SHOW plan_cache_mode`).Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if mode != want {
+			t.Errorf("plan_cache_mode %s, want %s", mode, want)
+		}
 	}
 }

@@ -160,11 +160,15 @@ func newEnrich(cfg Config, d *platform.Deps, work *workapi.Client) (*app.Enrich,
 
 // ingestCommon: ingest's writes (receipts, run starts) are redone by any
 // retry of the webhook, so they do not wait for the WAL flush; that is what
-// lets ingest ack thousands of webhooks a second.
+// lets ingest ack thousands of webhooks a second. Its pool keeps custom
+// plans, for the console.
 // Its /health, /ready and /metrics are on PORT, and on METRICS_PORT (9090)
 // for Prometheus; HEALTH_PORT adds them on a third port only when set.
 func ingestCommon(l *config.Loader) platform.Common {
 	c := platform.LoadCommonWith(l, Name, platform.Ports{Metrics: platform.DefaultMetricsPort})
 	c.AsyncCommit = true
+	// The console's filters ("any status, or this one") plan well only
+	// with the values in hand.
+	c.CustomPlans = true
 	return c
 }
