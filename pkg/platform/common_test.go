@@ -114,20 +114,29 @@ func selfSigned(t *testing.T, dir string) (string, string) {
 	return cert, k
 }
 
-// A service binary runs on one P when GOMAXPROCS is unset, and keeps what
+// A service binary runs on one P when GOMAXPROCS is unset, the edge
+// (RuntimeMaxProcs) on the runtime's default, and both keep what
 // GOMAXPROCS says when it is set.
 func TestServiceMaxProcs(t *testing.T) {
 	before := runtime.GOMAXPROCS(0)
 	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
-	runtime.GOMAXPROCS(3)
-	t.Setenv("GOMAXPROCS", "3")
-	serviceMaxProcs()
-	if n := runtime.GOMAXPROCS(0); n != 3 {
-		t.Fatalf("GOMAXPROCS=3 set: runtime has %d", n)
-	}
-	t.Setenv("GOMAXPROCS", "")
-	serviceMaxProcs()
-	if n := runtime.GOMAXPROCS(0); n != defaultMaxProcs {
-		t.Fatalf("GOMAXPROCS unset: runtime has %d, want %d", n, defaultMaxProcs)
+	runtime.SetDefaultGOMAXPROCS()
+	runtimeDefault := runtime.GOMAXPROCS(0)
+	for _, edge := range []bool{false, true} {
+		runtime.GOMAXPROCS(3)
+		t.Setenv("GOMAXPROCS", "3")
+		serviceMaxProcs(Common{RuntimeMaxProcs: edge})
+		if n := runtime.GOMAXPROCS(0); n != 3 {
+			t.Fatalf("edge %v, GOMAXPROCS=3 set: runtime has %d", edge, n)
+		}
+		t.Setenv("GOMAXPROCS", "")
+		serviceMaxProcs(Common{RuntimeMaxProcs: edge})
+		want := defaultMaxProcs
+		if edge {
+			want = runtimeDefault
+		}
+		if n := runtime.GOMAXPROCS(0); n != want {
+			t.Fatalf("edge %v, GOMAXPROCS unset: runtime has %d, want %d", edge, n, want)
+		}
 	}
 }

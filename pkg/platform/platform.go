@@ -68,6 +68,10 @@ type Common struct {
 	// AsyncCommit turns synchronous_commit off for this service's sessions.
 	// Only for writes that a retry can always redo (ingest's receipts).
 	AsyncCommit bool
+	// RuntimeMaxProcs keeps the Go runtime's GOMAXPROCS (the container's
+	// CPU limit, at least 2, or every core) instead of one P: the webhook
+	// edge, whose bursts of concurrent requests use a second P (ingest).
+	RuntimeMaxProcs bool
 	// CustomPlans keeps Postgres's per-execution plan choice for the
 	// service's main pool (ingest: the console's filters). Otherwise the
 	// pools plan each statement once, generically (store.Session).
@@ -346,7 +350,7 @@ func (d *Deps) Close() {
 // 0 after a clean stop, 1 when it could not start or failed.
 func Serve(c Common, setup Setup) int {
 	log := logging.New(c.Service, c.LogLevel, os.Stderr)
-	serviceMaxProcs()
+	serviceMaxProcs(c)
 	if path := os.Getenv("LEADFLOW_CPU_PROFILE"); path != "" {
 		// For the bench command: profile a whole run of the process.
 		if f, err := os.Create(path); err == nil {
@@ -370,14 +374,20 @@ func Serve(c Common, setup Setup) int {
 // HTTP servers on d.
 type Setup func(ctx context.Context, d *Deps) error
 
-// serviceMaxProcs runs a service process on one P unless GOMAXPROCS says
+// serviceMaxProcs runs a worker process on one P unless GOMAXPROCS says
 // otherwise: its work is one message after another, handed between a few
 // goroutines, and with more Ps each hand-off wakes an idle thread. Measured
 // with the four services on two cores (docs/BENCHMARKS.md): about 20 % less
 // CPU per lead at a steady rate and half the p99. A service scales by
-// replicas.
-func serviceMaxProcs() {
-	if os.Getenv("GOMAXPROCS") == "" {
+// replicas. The webhook edge (c.RuntimeMaxProcs) keeps the runtime's
+// default: 64 concurrent webhooks were acked about 1.25x as fast on two Ps,
+// for 1.1-1.5x the CPU per webhook at a steady 1,000/s (2026-12-07).
+func serviceMaxProcs(c Common) {
+	switch {
+	case os.Getenv("GOMAXPROCS") != "":
+	case c.RuntimeMaxProcs:
+		runtime.SetDefaultGOMAXPROCS()
+	default:
 		runtime.GOMAXPROCS(defaultMaxProcs)
 	}
 }

@@ -39,6 +39,8 @@ type ingest struct {
 	NATS *embedded.NATS
 	Sims *sim.Sims
 	Deps *platform.Deps
+	// Common is the configuration it was built with.
+	Common platform.Common
 }
 
 func startIngest(t testing.TB, extra map[string]string) *ingest {
@@ -82,7 +84,7 @@ func startIngest(t testing.TB, extra map[string]string) *ingest {
 	}
 	ts := httptest.NewServer(srv.Routes())
 	t.Cleanup(ts.Close)
-	return &ingest{URL: ts.URL, JS: d.JS, Pool: d.Pool, NATS: n, Sims: sims, Deps: d}
+	return &ingest{URL: ts.URL, JS: d.JS, Pool: d.Pool, NATS: n, Sims: sims, Deps: d, Common: cfg.Common}
 }
 
 // streamMsgs counts every message the LEADS stream holds.

@@ -439,8 +439,12 @@ func TestHealthReadyMetricsOpenAPI(t *testing.T) {
 
 // Ingest's main pool keeps Postgres's custom plans (the console's filters
 // plan well only with their values); its budgets pool plans generically.
+// And the edge runs on the runtime's GOMAXPROCS, not one P.
 func TestIngestPoolKeepsCustomPlans(t *testing.T) {
 	in := startIngest(t, nil)
+	if !in.Common.RuntimeMaxProcs || !in.Common.CustomPlans {
+		t.Errorf("ingest's configuration: RuntimeMaxProcs %v, CustomPlans %v; want both", in.Common.RuntimeMaxProcs, in.Common.CustomPlans)
+	}
 	for pool, want := range map[interface {
 		QueryRow(context.Context, string, ...any) pgx.Row
 	}]string{in.Pool: "auto", in.Deps.Budgets: "force_generic_plan"} {

@@ -170,5 +170,8 @@ func ingestCommon(l *config.Loader) platform.Common {
 	// The console's filters ("any status, or this one") plan well only
 	// with the values in hand.
 	c.CustomPlans = true
+	// The edge takes bursts of concurrent webhooks: the runtime's
+	// GOMAXPROCS, not one P.
+	c.RuntimeMaxProcs = true
 	return c
 }
