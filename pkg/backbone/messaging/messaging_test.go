@@ -83,17 +83,6 @@ func runRouter(t *testing.T, r *rig, spec ConsumerSpec, h HandlerFunc) {
 	t.Cleanup(func() { cancel(); _ = router.Close() })
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func deadLetters(t *testing.T, r *rig) []events.DeadLetter {
 	t.Helper()
 	var out []events.DeadLetter
@@ -151,7 +140,7 @@ func TestDeliveryAndDuplicateSuppression(t *testing.T) {
 	if err := r.pub.Publish(context.Background(), other); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two deliveries", func() bool { return got.Load() >= 2 })
+	testinfra.WaitFor(t, "two deliveries", func() bool { return got.Load() >= 2 })
 	st, _ := r.js.Stream(context.Background(), events.StreamName)
 	info, _ := st.Info(context.Background())
 	if info.State.Msgs != 2 {
@@ -185,7 +174,7 @@ func TestPermanentErrorsAndPanicsAreDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dls []events.DeadLetter
-	waitFor(t, "three dead letters", func() bool { dls = deadLetters(t, r); return len(dls) == 3 })
+	testinfra.WaitFor(t, "three dead letters", func() bool { dls = deadLetters(t, r); return len(dls) == 3 })
 	reasons := map[string]string{}
 	for _, dl := range dls {
 		if dl.OriginalSubject != events.SubjectReceived || dl.Stage != "test__leads_received" {
@@ -217,7 +206,7 @@ func TestTransientErrorsExhaustIntoDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dls []events.DeadLetter
-	waitFor(t, "dead letter after MaxDeliver", func() bool { dls = deadLetters(t, r); return len(dls) == 1 })
+	testinfra.WaitFor(t, "dead letter after MaxDeliver", func() bool { dls = deadLetters(t, r); return len(dls) == 1 })
 	if int(calls.Load()) != spec.MaxDeliver {
 		t.Fatalf("handler ran %d times, want MaxDeliver=%d", calls.Load(), spec.MaxDeliver)
 	}
@@ -304,7 +293,7 @@ func TestWaitingCostsNoDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the message acked", func() bool {
+	testinfra.WaitFor(t, "the message acked", func() bool {
 		info, err := c.Info(context.Background())
 		return err == nil && info.AckFloor.Stream == 1 && info.NumAckPending == 0
 	})
@@ -334,7 +323,7 @@ func TestBacklogStaysOnTheServer(t *testing.T) {
 		}
 	}
 	c, _ := r.js.Consumer(context.Background(), events.StreamName, DurableName(spec.Service, spec.Subject))
-	waitFor(t, "both handlers busy", func() bool { return running.Load() == 2 })
+	testinfra.WaitFor(t, "both handlers busy", func() bool { return running.Load() == 2 })
 	info, err := c.Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -343,7 +332,7 @@ func TestBacklogStaysOnTheServer(t *testing.T) {
 		t.Fatalf("ack pending %d, pending %d: want 2 taken (one per free handler) and 18 left on the server", info.NumAckPending, info.NumPending)
 	}
 	close(release)
-	waitFor(t, "the backlog drained", func() bool {
+	testinfra.WaitFor(t, "the backlog drained", func() bool {
 		info, err := c.Info(context.Background())
 		return err == nil && info.AckFloor.Stream == 20
 	})
@@ -412,7 +401,7 @@ func TestExhaustedWithoutAnswerIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dls []events.DeadLetter
-	waitFor(t, "a dead letter for the exhausted message", func() bool { dls = deadLetters(t, r); return len(dls) == 1 })
+	testinfra.WaitFor(t, "a dead letter for the exhausted message", func() bool { dls = deadLetters(t, r); return len(dls) == 1 })
 	if dls[0].Reason != ReasonExhausted || dls[0].LeadID != "lead1" || dls[0].Stage != DurableName(spec.Service, spec.Subject) {
 		t.Fatalf("dead letter = %+v", dls[0])
 	}
@@ -443,7 +432,7 @@ func TestWaitsAreNotFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := r.js.Consumer(context.Background(), events.StreamName, DurableName(spec.Service, spec.Subject))
-	waitFor(t, "the message acked", func() bool {
+	testinfra.WaitFor(t, "the message acked", func() bool {
 		info, err := c.Info(context.Background())
 		return err == nil && info.AckFloor.Stream == 1
 	})

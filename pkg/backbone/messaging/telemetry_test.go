@@ -14,6 +14,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
+	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 
 // TestTraceTravelsInHeadersToTheDeadLetter: the publisher injects the trace
@@ -42,7 +43,7 @@ func TestTraceTravelsInHeadersToTheDeadLetter(t *testing.T) {
 		t.Fatalf("handler trace %s, want %s", got.TraceID(), want)
 	}
 	var dls []events.DeadLetter
-	waitFor(t, "the dead letter", func() bool { dls = deadLetters(t, r); return len(dls) == 1 })
+	testinfra.WaitFor(t, "the dead letter", func() bool { dls = deadLetters(t, r); return len(dls) == 1 })
 	if dls[0].TraceID != want.String() {
 		t.Fatalf("dead letter trace_id = %q, want %s", dls[0].TraceID, want)
 	}

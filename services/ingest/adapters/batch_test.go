@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,7 +117,7 @@ func holdFlush(t *testing.T) *heldFlush {
 		trips:   func() float64 { return httpxtest.CounterValue(reg, "leadflow_postgres_round_trips_total", nil) }}
 	h.before = h.trips()
 	h.add("first", `{}`)
-	waitFor(t, "the first flush to wait for the lock", func() bool {
+	testinfra.WaitFor(t, "the first flush to wait for the lock", func() bool {
 		var n int
 		err := other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
 		return err == nil && n == 1
@@ -138,7 +137,7 @@ func (h *heldFlush) add(lead, payload string) {
 // flush, lets it go, and returns every answer (the first one's included).
 func (h *heldFlush) release(queued int) []answer {
 	h.t.Helper()
-	waitFor(h.t, "the receipts to queue", func() bool { return len(h.r.batch.in) == queued })
+	testinfra.WaitFor(h.t, "the receipts to queue", func() bool { return len(h.r.batch.in) == queued })
 	if err := h.unlock(); err != nil {
 		h.t.Fatal(err)
 	}
@@ -155,16 +154,4 @@ func (h *heldFlush) stored() int {
 		h.t.Fatal(err)
 	}
 	return rows
-}
-
-// waitFor polls cond until it holds (a state to reach, not a time to pass).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

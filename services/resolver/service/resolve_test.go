@@ -12,6 +12,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
 	"github.com/leadflow/leadflow/pkg/sim"
+	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 
 const (
@@ -218,7 +219,7 @@ func TestResolutionOutcomes(t *testing.T) {
 			if tc.want.diretrix != nil {
 				// The simulator records a request once it ends, which for
 				// an abandoned one is a moment after the client left.
-				waitFor(t, "Diretrix to record its requests", func() bool { return len(r.diretrixPaths()) > 0 })
+				testinfra.WaitFor(t, "Diretrix to record its requests", func() bool { return len(r.diretrixPaths()) > 0 })
 			}
 			gotPaths := slices.Compact(slices.Sorted(slices.Values(r.diretrixPaths())))
 			if tc.want.eventType == "" {
