@@ -15,7 +15,13 @@ import (
 func Compose(in events.LeadEnriched, multiplier decimal.Decimal) (string, error) {
 	subjects := make([]message.Subject, 0, len(in.Persons))
 	for _, p := range in.Persons {
-		parsed, err := person.Parse(p.Payload)
+		var parsed *person.Person
+		var err error
+		if len(p.Person) > 0 {
+			parsed, err = person.ParseSummary(p.Person)
+		} else {
+			parsed, err = person.Parse(p.Payload) // an event published before the summary
+		}
 		if err != nil {
 			return "", failure.Permanent("notifier.payload", err)
 		}

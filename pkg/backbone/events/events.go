@@ -204,7 +204,12 @@ type EnrichedPerson struct {
 	Role     Role            `json:"role"`
 	EntityID string          `json:"entity_id"`
 	Paid     bool            `json:"paid"` // a Work API call was made for this run
-	Payload  json.RawMessage `json:"payload"`
+	// Person is what the message prints of the person (person.Summary), a
+	// third of the payload's size. Payload, the whole Work API answer, is
+	// what events published before the summary carried: the notifier reads
+	// either, so those can still be redelivered and replayed.
+	Person  json.RawMessage `json:"person,omitempty"`
+	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
 // SkippedPerson is a CPF the Work API had no data for.
@@ -386,14 +391,14 @@ func (r *LeadResolved) Validate() error {
 	return nil
 }
 
-// Validate checks an enrichment carries payloads.
+// Validate checks an enrichment carries each person's summary or payload.
 func (r *LeadEnriched) Validate() error {
 	if len(r.Persons) > 2 {
 		return fmt.Errorf("enriched with %d persons", len(r.Persons))
 	}
 	for _, p := range r.Persons {
-		if p.CPF == "" || len(p.Payload) == 0 {
-			return errors.New("enriched person without cpf or payload")
+		if p.CPF == "" || (len(p.Person) == 0 && len(p.Payload) == 0) {
+			return errors.New("enriched person without cpf or data")
 		}
 	}
 	return nil

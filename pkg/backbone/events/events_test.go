@@ -69,6 +69,22 @@ func TestDecodeValidates(t *testing.T) {
 	if _, err := Decode(b, TypeResolved, &res); !errors.Is(err, ErrInvalid) {
 		t.Fatal("resolved without persons must be invalid")
 	}
+
+	// An enriched person carries its summary or, in an event published
+	// before summaries, the whole payload; never neither.
+	for name, p := range map[string]EnrichedPerson{
+		"summary": {CPF: "12345678909", Role: RolePhone, Person: json.RawMessage(`{"n":"ANA"}`)},
+		"payload": {CPF: "12345678909", Role: RolePhone, Payload: json.RawMessage(`{"DadosBasicos":{}}`)},
+		"neither": {CPF: "12345678909", Role: RolePhone},
+	} {
+		env, _ := New(TypeEnriched, &good, LeadEnriched{Persons: []EnrichedPerson{p}})
+		b, _ := json.Marshal(env)
+		var enr LeadEnriched
+		_, err := Decode(b, TypeEnriched, &enr)
+		if wantValid := name != "neither"; (err == nil) != wantValid {
+			t.Errorf("enriched person with %s: err = %v", name, err)
+		}
+	}
 }
 
 func TestShouldNotify(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/contracts"
 	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/sim"
 )
 
 var mult19 = decimal.RequireFromString("1.9")
@@ -145,6 +146,7 @@ func FuzzFormat(f *testing.F) {
 			return
 		}
 		r := Role(role % 4)
+		samePrint(t, raw)
 		for _, in := range []Input{
 			{Subjects: []Subject{{p, r}}, Multiplier: mult19},
 			{Subjects: []Subject{{p, FoundByEmail}, {p, r}}, LeadPhone: phone, LeadEmail: email, Multiplier: mult19},
@@ -158,6 +160,71 @@ func FuzzFormat(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The enriched event carries each person's summary instead of the Work API
+// payload; the notifier must print exactly what the payload would have.
+func TestSummaryPrintsWhatThePayloadPrints(t *testing.T) {
+	payloads := [][]byte{contracts.Read("workapi/cpf.json"), contracts.Read("workapi/cpf_sparse.json"), []byte(`{}`),
+		// Escapes, HTML characters, blanks, control characters, odd types and
+		// entries with nothing printable, in the order they came.
+		[]byte(`{"DadosBasicos":{"nome":"  ANA <b>&amp</b> \u00c9\n\"X\"  ","cpf":31860457207,"sexo":" ","nomeMae":"M\u0000AE",` +
+			`"dataNascimento":null},"DadosEconomicos":{"renda":"1.630,5","poderAquisitivo":{"poderAquisitivoDescricao":"A/B",` +
+			`"faixaPoderAquisitivo":"De R$ 1.000 até R$ 2.000"},"score":{"scoreCSBA":700,"scoreCSBAFaixaRisco":"ALTO"}},` +
+			`"telefones":[{},{"telefone":"11 98765-0123","whatsapp":"SIM","tipo":" "},"x",{"telefone":"123","whatsapp":"sim"}],` +
+			`"emails":[{"email":"A@X.COM","prioridade":"\t"},{"prioridade":"ALTA"},{"email":"b@x.com"}],` +
+			`"enderecos":[{"bairro":"CENTRO"},{"cep":"01000-900"},{"logradouro":"R \u2028 A","logradouroNumero":"1","cidade":"X","uf":"SP"}],` +
+			`"empresas":[{"cnpj":"73820146000157"},{"cnpj":"1","relacao":" SOCIA "}]}`),
+	}
+	for _, p := range sim.NewPopulation(sim.Config{Seed: 7, People: 200, Leads: -1}).People() {
+		payloads = append(payloads, p.Raw)
+	}
+	for _, raw := range payloads {
+		samePrint(t, raw)
+	}
+
+	full := mustPerson(t, contracts.Read("workapi/cpf.json"))
+	sum, err := full.Summary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if compact := len(strings.Join(strings.Fields(string(full.Raw)), "")); len(sum)*2 > compact {
+		t.Errorf("summary of %d bytes, want under half of the payload's %d", len(sum), compact)
+	}
+	for _, unprinted := range []string{"PARDA", "SEM INFORMAÇÃO", "ENSINO SUPERIOR", "56028391786", "OTIMO", "VIVO"} {
+		if strings.Contains(string(sum), unprinted) {
+			t.Errorf("the summary carries %q, which the message does not print", unprinted)
+		}
+	}
+	for _, bad := range []string{``, `[]`, `"x"`, `{"n":1`} {
+		if _, err := person.ParseSummary([]byte(bad)); err == nil {
+			t.Errorf("ParseSummary(%q) accepted", bad)
+		}
+	}
+}
+
+// samePrint fails when raw's summary prints otherwise than raw itself.
+func samePrint(t *testing.T, raw []byte) {
+	t.Helper()
+	p, err := person.Parse(raw)
+	if err != nil {
+		return
+	}
+	sum, err := p.Summary()
+	if err != nil {
+		t.Fatalf("Summary: %v", err)
+	}
+	back, err := person.ParseSummary(sum)
+	if err != nil {
+		t.Fatalf("ParseSummary(%s): %v", sum, err)
+	}
+	for _, r := range []Role{FoundByPhone, FoundByBoth} {
+		want := Format(Input{Subjects: []Subject{{p, r}, {p, FoundByEmail}}, LeadPhone: "5511987650123", Multiplier: mult19})
+		got := Format(Input{Subjects: []Subject{{back, r}, {back, FoundByEmail}}, LeadPhone: "5511987650123", Multiplier: mult19})
+		if got != want {
+			t.Fatalf("the summary %s prints otherwise (- payload, + summary):\n%s", sum, lineDiff(want, got))
+		}
+	}
 }
 
 func BenchmarkFormat(b *testing.B) {

@@ -16,3 +16,22 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// go test -run '^$' -bench BenchmarkParseSummary ./pkg/domain/person/
+func BenchmarkParseSummary(b *testing.B) {
+	p, err := Parse(contracts.Read("workapi/cpf.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := p.Summary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(len(raw)), "bytes")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseSummary(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -81,7 +81,11 @@ func (e *Enricher) Handle(ctx context.Context, env events.Envelope, in events.Le
 			sum.Paid++
 		}
 		found = append(found, r)
-		out.Persons = append(out.Persons, events.EnrichedPerson{CPF: rp.CPF, Role: rp.Role, Paid: r.Paid, Payload: r.Raw})
+		summary, err := r.Person.Summary()
+		if err != nil {
+			return failure.Permanent("enricher.event", err)
+		}
+		out.Persons = append(out.Persons, events.EnrichedPerson{CPF: rp.CPF, Role: rp.Role, Paid: r.Paid, Person: summary})
 	}
 	sum.Entities = len(found)
 	out.Skipped = sum.Skipped

@@ -14,6 +14,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx/httpxtest"
 	"github.com/leadflow/leadflow/pkg/contracts"
+	"github.com/leadflow/leadflow/pkg/domain/person"
 	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/sim"
 )
@@ -51,8 +52,17 @@ func TestEnrichedEventCarriesWhatTheNotifierNeeds(t *testing.T) {
 		if p.CPF != want.cpf || p.Role != want.role || !p.Paid {
 			t.Errorf("person %d = %s/%s paid=%v, want %s/%s paid", i, p.CPF, p.Role, p.Paid, want.cpf, want.role)
 		}
-		if !jsonEqual(t, p.Payload, contracts.Read(want.file)) {
-			t.Errorf("person %d payload is not the Work API answer %s", i, want.file)
+		answer, err := person.Parse(contracts.Read(want.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		summary, err := answer.Summary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !jsonEqual(t, p.Person, summary) || len(p.Payload) != 0 {
+			t.Errorf("person %d carries %d payload bytes and the summary %s; want the summary of the Work API answer %s and no payload",
+				i, len(p.Payload), p.Person, want.file)
 		}
 		if n := r.count(t, `SELECT count(*) FROM core.entities WHERE entity_id::text = $1 AND national_id = $2`, p.EntityID, p.CPF); n != 1 {
 			t.Errorf("person %d entity_id %q is not the core.entities row of its CPF", i, p.EntityID)
@@ -187,7 +197,7 @@ func TestPayloadReuse(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := r.enrichedOf(t, lead)
-			usedStored := strings.Contains(string(out.Persons[0].Payload), "HELENA STORED COPY")
+			usedStored := strings.Contains(string(out.Persons[0].Person), "HELENA STORED COPY")
 			paidCalls := r.sims.WorkAPI.PaidCalls(sim.HelenaCPF)
 			if tc.wantPaid {
 				if paidCalls != 1 || usedStored || !out.Persons[0].Paid {
