@@ -198,12 +198,12 @@ type LeadUnresolved struct {
 }
 
 // EnrichedPerson carries what the notifier needs without calling anything
-// paid: the raw Work API payload and how the person was found.
+// paid: the fields the message prints and how the person was found.
 type EnrichedPerson struct {
-	CPF      string          `json:"cpf"`
-	Role     Role            `json:"role"`
-	EntityID string          `json:"entity_id"`
-	Paid     bool            `json:"paid"` // a Work API call was made for this run
+	CPF      string `json:"cpf"`
+	Role     Role   `json:"role"`
+	EntityID string `json:"entity_id"`
+	Paid     bool   `json:"paid"` // a Work API call was made for this run
 	// Person is what the message prints of the person (person.Summary), a
 	// third of the payload's size. Payload, the whole Work API answer, is
 	// what events published before the summary carried: the notifier reads
