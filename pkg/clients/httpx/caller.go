@@ -43,6 +43,9 @@ type Response struct {
 	Header   http.Header
 	Body     []byte
 	Received time.Time // from the Caller's clock; dates an HTTP-date Retry-After
+	// Decoded is what the Classifier decoded from Body, left for the caller
+	// so that a large body is not decoded twice (nil: nothing left).
+	Decoded any
 }
 
 // Classifier turns an answer into nil (success) or a failure error. op is the

@@ -95,7 +95,7 @@ func (c *Client) CPF(ctx context.Context, cpf string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := personError(op, resp.Body, cpf); err != nil {
+	if err := personError(op, resp, cpf); err != nil {
 		return Result{}, err
 	}
 	return Result{Raw: json.RawMessage(resp.Body)}, nil
@@ -162,10 +162,11 @@ func (c *Client) request(module, consulta string) func(context.Context) (*http.R
 // person. It never panics on any input.
 func Classify(status int, body []byte) error {
 	const op = "workapi.cpf"
-	if err := classifyHTTP(op, &httpx.Response{Status: status, Header: http.Header{}, Body: body}); err != nil {
+	r := &httpx.Response{Status: status, Header: http.Header{}, Body: body}
+	if err := classifyHTTP(op, r); err != nil {
 		return err
 	}
-	return personError(op, body, "")
+	return personError(op, r, "")
 }
 
 // probe reads only the fields that decide the verdict; `any` and raw
@@ -200,6 +201,7 @@ func classifyHTTP(op string, r *httpx.Response) error {
 		return failure.Permanent(op, ErrModuleOff)
 	}
 	if p, ok := readProbe(r.Body); ok {
+		r.Decoded = p // personError reads it: a person's answer is decoded once here
 		msg := strings.ToLower(strings.Join([]string{text(p.Message), text(p.Reason), text(p.StatusMsg), text(p.Msg)}, " "))
 		switch {
 		case num(p.Code) == 429 || strings.Contains(msg, "credit") || strings.Contains(msg, "crédito"):
@@ -215,8 +217,11 @@ func classifyHTTP(op string, r *httpx.Response) error {
 
 // personError checks a 200 modulo=cpf body. want, when set, must match
 // DadosBasicos.cpf.
-func personError(op string, body []byte, want string) error {
-	p, ok := readProbe(body)
+func personError(op string, r *httpx.Response, want string) error {
+	p, ok := r.Decoded.(probe) // classifyHTTP's, when it read one
+	if !ok {
+		p, ok = readProbe(r.Body)
+	}
 	if !ok {
 		return failure.Transient(op, ErrNotJSON) // a proxy page, not an answer
 	}

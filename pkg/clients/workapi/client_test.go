@@ -446,3 +446,28 @@ func TestPaidCallsReuseConnectionsAndAreNeverResentByTheTransport(t *testing.T) 
 		t.Fatalf("third call, on a new connection: %v", err)
 	}
 }
+
+// A person's answer is decoded once: the classifier's probe, left on the
+// response, is what the person check reads.
+func TestThePersonCheckReadsTheClassifiersProbe(t *testing.T) {
+	r := &httpx.Response{Status: 200, Header: http.Header{}, Body: contracts.Read("workapi/cpf.json")}
+	if err := classifyHTTP("workapi.cpf", r); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Decoded.(probe); !ok {
+		t.Fatalf("the classifier left %T on the response, want its probe", r.Decoded)
+	}
+	// The body changes under the probe: the check must not decode it again.
+	r.Body = []byte(`not json`)
+	if err := personError("workapi.cpf", r, "31860457207"); err != nil {
+		t.Fatalf("the person check decoded the body again: %v", err)
+	}
+	if err := personError("workapi.cpf", r, "74291506325"); !errors.Is(err, ErrWrongPerson) {
+		t.Fatalf("err = %v, want ErrWrongPerson from the probe's CPF", err)
+	}
+	// Without a probe it decodes the body itself.
+	r.Decoded = nil
+	if err := personError("workapi.cpf", r, ""); !errors.Is(err, ErrNotJSON) {
+		t.Fatalf("err = %v, want ErrNotJSON", err)
+	}
+}
