@@ -437,13 +437,13 @@ func report(o options, round int, p, f *result) {
 			fmt.Printf("| the slowest 1 %% of leads (trace): leads / distinct seconds they were received in / most in one second (at +s) | %d / %d / %d (+%.0f s) | | | evenly spread: about one per second |\n",
 				st.slowest, st.slowSeconds, st.busiest, st.busiestAt.Seconds())
 			var at []string
-			for _, d := range st.analyzed {
-				at = append(at, fmt.Sprintf("+%.1f s", d.Seconds()))
+			for _, a := range st.analyzed {
+				at = append(at, fmt.Sprintf("+%.1f s (took %.0f ms)", a.at.Seconds(), ms(a.took)))
 			}
 			if len(at) == 0 {
 				at = []string{"none"}
 			}
-			fmt.Printf("| the bench's ANALYZE ended at (from the start of the load) | %s | | | |\n", strings.Join(at, ", "))
+			fmt.Printf("| the bench's ANALYZE ended at (from the start of the load), and its wall time | %s | | | |\n", strings.Join(at, ", "))
 		}
 		row("every run over, s after the first webhook",
 			func(r *result) string { return fmt.Sprintf("%.1f", r.steady.allDone.Seconds()) }, "", "")

@@ -50,17 +50,27 @@ type env struct {
 	bodies        [][]byte   // their on_create_lead webhooks
 
 	analyzedMu sync.Mutex
-	analyzed   []time.Time // when each of the analyzer's ANALYZEs ended
+	analyzed   []analyzeRun // each of the analyzer's ANALYZEs
 }
 
-// analyzedSince returns when ANALYZE ran after since, as offsets from it.
-func (e *env) analyzedSince(since time.Time) []time.Duration {
+// analyzeRun is one ANALYZE: when it ended (from the analyzer: a time; from
+// analyzedSince: an offset) and how long it took.
+type analyzeRun struct {
+	ended time.Time
+	at    time.Duration
+	took  time.Duration
+}
+
+// analyzedSince returns the ANALYZEs that ended after since, with their
+// offsets from it.
+func (e *env) analyzedSince(since time.Time) []analyzeRun {
 	e.analyzedMu.Lock()
 	defer e.analyzedMu.Unlock()
-	var out []time.Duration
-	for _, t := range e.analyzed {
-		if t.After(since) {
-			out = append(out, t.Sub(since))
+	var out []analyzeRun
+	for _, a := range e.analyzed {
+		if a.ended.After(since) {
+			a.at = a.ended.Sub(since)
+			out = append(out, a)
 		}
 	}
 	return out
@@ -182,9 +192,10 @@ func (e *env) analyzer(d time.Duration) func() {
 					return
 				case <-t.C:
 					e.own.Add(1)
+					start := time.Now()
 					_ = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error { _, err := tx.Exec(ctx, "ANALYZE"); return err })
 					e.analyzedMu.Lock()
-					e.analyzed = append(e.analyzed, time.Now())
+					e.analyzed = append(e.analyzed, analyzeRun{ended: time.Now(), took: time.Since(start)})
 					e.analyzedMu.Unlock()
 				}
 			}
