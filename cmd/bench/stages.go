@@ -17,7 +17,7 @@ type stageTimes struct {
 	slowest                 int             // the slowest 1 % of leads (received → notified)
 	slowSeconds, busiest    int             // how many distinct seconds they arrived in; the most in one
 	busiestAt               time.Duration   // that second, from the start of the load
-	analyzed                []analyzeRun // the bench's ANALYZEs, ended from the start of the load
+	analyzed                []analyzeRun    // the bench's ANALYZEs, ended from the start of the load
 }
 
 // readStageTimes reads the trace of the runs received since since (the
