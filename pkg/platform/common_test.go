@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +139,22 @@ func TestServiceMaxProcs(t *testing.T) {
 		if n := runtime.GOMAXPROCS(0); n != want {
 			t.Fatalf("edge %v, GOMAXPROCS unset: runtime has %d, want %d", edge, n, want)
 		}
+	}
+}
+
+func TestServiceGC(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+	t.Setenv("GOGC", "")
+	serviceGC()
+	if got := debug.SetGCPercent(100); got != defaultGCPercent {
+		t.Fatalf("GOGC unset: the collector runs at %d %%, want %d", got, defaultGCPercent)
+	}
+	// The runtime reads GOGC at start-up; an operator's value must stay.
+	debug.SetGCPercent(150)
+	t.Setenv("GOGC", "150")
+	serviceGC()
+	if got := debug.SetGCPercent(100); got != 150 {
+		t.Fatalf("GOGC=150 set: the collector runs at %d %%, want 150", got)
 	}
 }
