@@ -401,8 +401,8 @@ func serviceMaxProcs(c Common) {
 // live, so with Go's default (100) it collected every few hundred leads, and
 // the collector and its assists took about a tenth of a worker's CPU.
 // Measured with the four services on two cores (docs/BENCHMARKS.md, fifth
-// session of 2026-12-07): 0.90-0.92x the services' CPU per lead, 1.05-1.07x
-// the drain, peak RSS 3.5-5.5 MB higher (at most 35 MB); idle RSS the same.
+// session of 2026-12-07): 0.90-0.93x the services' CPU per lead, 1.03-1.07x
+// the drain, peak RSS 3-6 MB higher (at most 35 MB); idle RSS the same.
 // The soft memory limit (GOMEMLIMIT, 48 MiB by default) still caps the heap.
 func serviceGC() {
 	if os.Getenv("GOGC") == "" {
