@@ -19,6 +19,10 @@ import (
 // first, then earlier resolutions) and saves what a resolution learnt.
 type Identities struct {
 	Pool store.Batcher // a pool, or a transaction (WarmResolution)
+	// Group, when set, sends the look-ups and resolutions of leads resolved
+	// at the same time together: one round trip, one transaction (group
+	// commit). nil sends each on its own.
+	Group *store.Group
 }
 
 var (
@@ -44,10 +48,18 @@ func (r Identities) KnownEmail(ctx context.Context, email string) (string, bool,
 }
 
 // KnownBoth answers KnownPhone and KnownEmail in one statement (one round
-// trip, one implicit read-only transaction).
+// trip, one implicit read-only transaction; with a Group, shared with the
+// statements of the resolutions running at the same time).
 func (r Identities) KnownBoth(ctx context.Context, phone, email string) (phoneCPF string, phoneFound bool, emailCPF string, emailFound bool, err error) {
 	var p, e *string
-	if err = r.Pool.QueryRow(ctx, knownBothSQL, phone, email).Scan(&p, &e); err != nil {
+	if r.Group != nil {
+		b := &pgx.Batch{}
+		b.Queue(knownBothSQL, phone, email).QueryRow(func(row pgx.Row) error { return row.Scan(&p, &e) })
+		err = r.Group.Send(ctx, "", b)
+	} else {
+		err = r.Pool.QueryRow(ctx, knownBothSQL, phone, email).Scan(&p, &e)
+	}
+	if err != nil {
 		return "", false, "", false, store.Classify("identities.known", err)
 	}
 	if p != nil {
@@ -82,7 +94,9 @@ type Learnt struct {
 
 // SaveResolution writes, in one batch (one round trip, one implicit
 // transaction), the identities learnt, the lead's last resolved contacts
-// and the decided outcome (one statement), then the trace step.
+// and the decided outcome (one statement), then the trace step. With a
+// Group the batch shares its round trip and commit with the resolutions
+// saved at the same time; it returns once committed either way.
 func (r Identities) SaveResolution(ctx context.Context, env events.Envelope, learnt []Learnt, phone, email string, step runs.Outcome) error {
 	kinds, values, cpfs, sources := make([]string, 0, len(learnt)), make([]string, 0, len(learnt)), make([]string, 0, len(learnt)), make([]string, 0, len(learnt))
 	for _, l := range learnt {
@@ -95,6 +109,9 @@ func (r Identities) SaveResolution(ctx context.Context, env events.Envelope, lea
 	b := &pgx.Batch{}
 	b.Queue(saveResolutionSQL, kinds, values, cpfs, sources, env.LeadID, phone, email, env.RunID, decided)
 	runs.QueueRecord(ctx, b, env, step)
+	if r.Group != nil {
+		return store.Classify("identities.save", r.Group.Send(ctx, env.LeadID+"/"+env.RunID, b))
+	}
 	return store.Classify("identities.save", r.Pool.SendBatch(ctx, b).Close())
 }
 

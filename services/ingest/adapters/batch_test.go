@@ -137,7 +137,7 @@ func (h *heldFlush) add(lead, payload string) {
 // flush, lets it go, and returns every answer (the first one's included).
 func (h *heldFlush) release(queued int) []answer {
 	h.t.Helper()
-	testinfra.WaitFor(h.t, "the receipts to queue", func() bool { return len(h.r.batch.in) == queued })
+	testinfra.WaitFor(h.t, "the receipts to queue", func() bool { return h.r.group.Waiting() == queued })
 	if err := h.unlock(); err != nil {
 		h.t.Fatal(err)
 	}

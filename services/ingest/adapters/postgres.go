@@ -2,16 +2,13 @@
 package adapters
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
@@ -25,118 +22,46 @@ import (
 // transaction each; the zero value with Pool set writes each on its own.
 type Receipts struct {
 	Pool  *pgxpool.Pool
-	batch *receiptBatcher
+	group *store.Group
 }
 
 // NewReceipts returns Receipts whose AddReceipt calls made at the same time
-// are written together. One flusher writes: it takes every receipt waiting
-// (up to maxReceiptBatch) and writes them in one batch, so a lone webhook
-// waits for nothing, and receipts that arrive while a batch is in flight
-// all go in the next one (group commit). Under 64 concurrent webhooks that
-// is about 9 receipts per commit; four flushers each took what was there
-// at once, about 2-3 (docs/BENCHMARKS.md, 2026-12-07 fourth session).
+// are written together (store.Group): a lone webhook waits for nothing, and
+// receipts that arrive while a batch is in flight all go in the next one.
+// Under 64 concurrent webhooks that is about 9 receipts per commit; four
+// flushers each took what was there at once, about 2-3 (docs/BENCHMARKS.md,
+// 2026-12-07 fourth session).
 func NewReceipts(pool *pgxpool.Pool) Receipts {
-	b := &receiptBatcher{pool: pool, in: make(chan *pendingReceipt, maxReceiptBatch)}
-	go b.loop()
-	return Receipts{Pool: pool, batch: b}
+	return Receipts{Pool: pool, group: store.NewGroup(pool, maxReceiptBatch)}
 }
 
 const maxReceiptBatch = 64
 
-type receiptBatcher struct {
-	pool *pgxpool.Pool
-	in   chan *pendingReceipt
-}
-
-type pendingReceipt struct {
-	// span is the webhook's trace: the batch writes under its own
-	// deadline, but each run start keeps its request's trace id.
-	span  trace.SpanContext
-	rc    app.Receipt
-	run   *events.Envelope
-	fresh bool
-	err   error
-	done  chan struct{}
-}
-
-func (b *receiptBatcher) loop() {
-	for first := range b.in {
-		group := []*pendingReceipt{first}
-	more:
-		for len(group) < maxReceiptBatch {
-			select {
-			case p := <-b.in:
-				group = append(group, p)
-			default:
-				break more
-			}
-		}
-		b.flush(group)
-	}
-}
-
-// flush writes a group in one implicit transaction. If it fails (one bad
-// receipt, a deadlock with another batch), each receipt is written on its
-// own so one cannot fail the others.
-func (b *receiptBatcher) flush(group []*pendingReceipt) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// One order for every batch: two batches holding the same keys wait
-	// for each other in the same order, never in a cycle.
-	slices.SortFunc(group, func(a, c *pendingReceipt) int {
-		return cmp.Or(cmp.Compare(a.rc.LeadID, c.rc.LeadID), cmp.Compare(a.rc.UpdatedKey, c.rc.UpdatedKey))
-	})
-	err := errors.New("single")
-	if len(group) > 1 {
-		bt := &pgx.Batch{}
-		for _, p := range group {
-			queueReceipt(trace.ContextWithSpanContext(ctx, p.span), bt, p.rc, p.run)
-		}
-		res := b.pool.SendBatch(ctx, bt)
-		err = nil
-		for _, p := range group {
-			var tag pgconn.CommandTag
-			if tag, err = res.Exec(); err != nil {
-				break
-			}
-			p.fresh = tag.RowsAffected() == 1
-			if p.run != nil {
-				if _, err = res.Exec(); err != nil {
-					break
-				}
-			}
-		}
-		if cerr := res.Close(); err == nil {
-			err = cerr
-		}
-	}
-	for _, p := range group {
-		if err != nil {
-			p.fresh, p.err = addReceipt(trace.ContextWithSpanContext(ctx, p.span), b.pool, p.rc, p.run)
-		}
-		close(p.done)
-	}
-}
-
 // AddReceipt implements app.Receipts: the receipt and the run start go in
-// one round trip (shared with concurrent calls when batched).
+// one round trip (shared with concurrent calls when grouped). If the shared
+// transaction fails (one bad receipt, a deadlock with another batch), each
+// receipt is written on its own, so one cannot fail the others.
 func (r Receipts) AddReceipt(ctx context.Context, rc app.Receipt, run *events.Envelope) (bool, error) {
-	if r.batch == nil {
-		return addReceipt(ctx, r.Pool, rc, run)
+	var fresh bool
+	b := &pgx.Batch{}
+	queueReceipt(ctx, b, rc, run).Exec(func(tag pgconn.CommandTag) error {
+		fresh = tag.RowsAffected() == 1
+		return nil
+	})
+	var err error
+	if r.group == nil {
+		err = r.Pool.SendBatch(ctx, b).Close()
+	} else {
+		err = r.group.Send(ctx, rc.LeadID+"\x00"+rc.UpdatedKey, b)
 	}
-	p := &pendingReceipt{span: trace.SpanContextFromContext(ctx), rc: rc, run: run, done: make(chan struct{})}
-	select {
-	case r.batch.in <- p:
-	case <-ctx.Done():
-		return false, failure.Transient("ingest.db", ctx.Err())
-	}
-	select {
-	case <-p.done:
-		return p.fresh, p.err
-	case <-ctx.Done():
+	switch {
+	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		// It may still be written: the sender's retry answers duplicate.
-		return false, failure.Transient("ingest.db", ctx.Err())
+		return false, failure.Transient("ingest.db", err)
+	case err != nil:
+		return false, classify(err)
 	}
+	return fresh, nil
 }
 
 const addReceiptSQL = `INSERT INTO pipeline.webhook_receipts (lead_id, updated_key, action, status, event_id, payload)
@@ -164,33 +89,19 @@ func WarmWebhook(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-func queueReceipt(ctx context.Context, b *pgx.Batch, rc app.Receipt, run *events.Envelope) {
+// queueReceipt queues the receipt and, for a new run, its start; it
+// returns the receipt's statement (whether it wrote a row tells a first
+// receipt from a repeat).
+func queueReceipt(ctx context.Context, b *pgx.Batch, rc app.Receipt, run *events.Envelope) *pgx.QueuedQuery {
 	var payload any
 	if len(rc.Payload) > 0 {
 		payload = []byte(rc.Payload)
 	}
-	b.Queue(addReceiptSQL, rc.LeadID, rc.UpdatedKey, rc.Action, rc.Status, rc.EventID, payload)
+	q := b.Queue(addReceiptSQL, rc.LeadID, rc.UpdatedKey, rc.Action, rc.Status, rc.EventID, payload)
 	if run != nil {
 		runs.QueueStartRun(ctx, b, *run)
 	}
-}
-
-// addReceipt writes one receipt and its run start in one round trip.
-func addReceipt(ctx context.Context, pool *pgxpool.Pool, rc app.Receipt, run *events.Envelope) (bool, error) {
-	b := &pgx.Batch{}
-	queueReceipt(ctx, b, rc, run)
-	res := pool.SendBatch(ctx, b)
-	tag, err := res.Exec()
-	if err == nil && run != nil {
-		_, err = res.Exec()
-	}
-	if cerr := res.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return false, classify(err)
-	}
-	return tag.RowsAffected() == 1, nil
+	return q
 }
 
 // ReceiptExists implements app.Receipts.

@@ -11,6 +11,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/enrichment"
 	"github.com/leadflow/leadflow/pkg/platform"
+	"github.com/leadflow/leadflow/pkg/store"
 	"github.com/leadflow/leadflow/pkg/store/pipeline"
 	"github.com/leadflow/leadflow/services/resolver/adapters"
 	"github.com/leadflow/leadflow/services/resolver/app"
@@ -71,7 +72,9 @@ func NewApplication(cfg Config, d *platform.Deps) (*app.Resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := pipeline.Identities{Pool: d.Pool}
+	// Leads resolved at the same time share their look-ups' round trip and
+	// their resolutions' commit.
+	ids := pipeline.Identities{Pool: d.Pool, Group: store.NewGroup(d.Pool, max(cfg.Workers, 1))}
 	return &app.Resolver{
 		Identity: &enrichment.Identity{
 			Directory:     enrichment.Diretrix{Client: dir},
