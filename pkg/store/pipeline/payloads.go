@@ -67,11 +67,18 @@ type Payloads struct {
 	// length of a paid call) exist at once, so callers waiting for the Work
 	// API's pace cannot starve the pool; nil = unbounded.
 	paying chan struct{}
+	// reads, when set, sends the stored-payload reads of concurrent
+	// callers together (store.Group: one round trip for all of them).
+	reads *store.Group
 }
 
-// NewPayloads bounds concurrent paid calls to slots (0 = unbounded).
+// maxGroupedReads bounds the stored-payload reads sent in one round trip.
+const maxGroupedReads = 64
+
+// NewPayloads bounds concurrent paid calls to slots (0 = unbounded). The
+// stored-payload reads of concurrent callers share their round trips.
 func NewPayloads(pool *pgxpool.Pool, slots, maxAttemptsPerDay int, charge ChargeOf) *Payloads {
-	p := &Payloads{Pool: pool, MaxAttemptsPerDay: maxAttemptsPerDay, Charge: charge}
+	p := &Payloads{Pool: pool, MaxAttemptsPerDay: maxAttemptsPerDay, Charge: charge, reads: store.NewGroup(pool, maxGroupedReads)}
 	if slots > 0 {
 		p.paying = make(chan struct{}, slots)
 	}
@@ -366,8 +373,16 @@ func (p *Payloads) stored(ctx context.Context, db store.DB, cpf string, reuse Re
 		return nil, false, nil
 	}
 	var r storedRow
-	err := db.QueryRow(ctx, storedSQL, cpf, reuse.Always, reuse.MaxAge.Microseconds(), nullTime(reuse.FetchedAfter)).
-		Scan(&r.raw, &r.payloadOK, &r.nobody, &r.nobodyOK, &r.payloadNew)
+	args := []any{cpf, reuse.Always, reuse.MaxAge.Microseconds(), nullTime(reuse.FetchedAfter)}
+	scan := func(row pgx.Row) error { return row.Scan(&r.raw, &r.payloadOK, &r.nobody, &r.nobodyOK, &r.payloadNew) }
+	var err error
+	if p.reads != nil && db == store.DB(p.Pool) { // not a warm-up's transaction
+		b := &pgx.Batch{}
+		b.Queue(storedSQL, args...).QueryRow(scan)
+		err = p.reads.Send(ctx, "", b)
+	} else {
+		err = scan(db.QueryRow(ctx, storedSQL, args...))
+	}
 	if err != nil {
 		return nil, false, store.Classify("payloads.stored", err)
 	}
