@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Group writes the batches of concurrent callers together: one round trip
@@ -65,8 +66,11 @@ func (g *Group) Waiting() int { return len(g.in) }
 // never in a cycle. If ctx ends first Send returns ctx's error, and b may
 // still be written: Group's writes must be idempotent, as every stage's are.
 func (g *Group) Send(ctx context.Context, key string, b *pgx.Batch) error {
-	sctx := start(ctx, "postgres group batch", attribute.String("db.system.name", "postgresql"),
-		attribute.String("db.operation.name", "BATCH"), attribute.Int("db.operation.batch.size", b.Len()))
+	sctx := ctx
+	if trace.SpanFromContext(ctx).IsRecording() { // no attributes to build otherwise
+		sctx = start(ctx, "postgres group batch", attribute.String("db.system.name", "postgresql"),
+			attribute.String("db.operation.name", "BATCH"), attribute.Int("db.operation.batch.size", b.Len()))
+	}
 	p := &grouped{ctx: sctx, key: key, b: b, done: make(chan struct{})}
 	var err error
 	select {
