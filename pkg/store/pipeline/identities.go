@@ -110,7 +110,7 @@ func (r Identities) SaveResolution(ctx context.Context, env events.Envelope, lea
 	b.Queue(saveResolutionSQL, kinds, values, cpfs, sources, env.LeadID, phone, email, env.RunID, decided)
 	runs.QueueRecord(ctx, b, env, step)
 	if r.Group != nil {
-		return store.Classify("identities.save", r.Group.Send(ctx, env.LeadID+"/"+env.RunID, b))
+		return store.Classify("identities.save", r.Group.Send(ctx, env.LeadID+"\x00"+env.RunID, b))
 	}
 	return store.Classify("identities.save", r.Pool.SendBatch(ctx, b).Close())
 }
