@@ -43,8 +43,8 @@ type result struct {
 	acks, acksP99, drain, live float64 // throughput phases
 	steady                     *steadyResult
 
-	cold    []time.Duration // the first webhooks after start-up, one at a time
-	warmP50 time.Duration   // p50 of the next ones, one at a time
+	cold []time.Duration // the first webhooks after start-up, one at a time
+	warm []time.Duration // the next ones, one at a time (the reference)
 	// freshP50: p50 of the ones after those, each on a new TCP connection
 	// (what the first webhook pays beyond a warm server: the new connection).
 	freshP50 time.Duration
@@ -202,7 +202,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	if err != nil {
 		return nil, err
 	}
-	r.cold, r.warmP50 = times[:o.cold], pct(times[o.cold:cw], 50)
+	r.cold, r.warm = times[:o.cold], times[o.cold:cw]
 	r.freshP50, r.idle = pct(times[cw:cw+o.warmFresh], 50), times[cw+o.warmFresh:]
 	if o.edgeOnly {
 		// The stages stay stopped: nothing will finish.
@@ -455,8 +455,14 @@ func report(o options, round int, p, f *result) {
 		}
 		return strings.Join(s, " ")
 	}, "", "")
-	row(fmt.Sprintf("warm: p50 of the next %d, one at a time, ms", o.warm),
-		func(r *result) string { return fmt.Sprintf("%.2f", ms(r.warmP50)) }, "", "")
+	// The same statistics of both sets: the first webhooks answer as fast
+	// as the rest when their spread is the warm ones' spread.
+	spread := func(ds []time.Duration) string {
+		return fmt.Sprintf("%.2f / %.1f / %.1f", ms(pct(ds, 50)), ms(pct(ds, 90)), ms(slices.Max(append([]time.Duration{0}, ds...))))
+	}
+	row(fmt.Sprintf("cold start: p50 / p90 / max of the first %d, ms", o.cold), func(r *result) string { return spread(r.cold) }, "", "")
+	row(fmt.Sprintf("warm: p50 / p90 / max of the next %d, one at a time, ms", o.warm),
+		func(r *result) string { return spread(r.warm) }, "", "")
 	if o.warmFresh > 0 {
 		row(fmt.Sprintf("warm, each on a new connection: p50 of the next %d, ms", o.warmFresh),
 			func(r *result) string { return fmt.Sprintf("%.2f", ms(r.freshP50)) }, "", "")
