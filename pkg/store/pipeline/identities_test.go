@@ -34,28 +34,30 @@ func TestKnownBothAnswersEachIdentifier(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ids := pipeline.Identities{Pool: pool}
-	for _, c := range []struct {
-		phone, email        string
-		wantPhone, wantMail string
-	}{
-		{"11987650123", "b@example.com", "31860457207", "52998224725"},
-		{"11900000000", "b@example.com", "", "52998224725"},
-		{"11987650123", "nobody@example.com", "31860457207", ""},
-		{"11900000000", "nobody@example.com", "", ""},
-	} {
-		pc, pf, ec, ef, err := ids.KnownBoth(ctx, c.phone, c.email)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if pc != c.wantPhone || pf != (c.wantPhone != "") || ec != c.wantMail || ef != (c.wantMail != "") {
-			t.Errorf("KnownBoth(%s, %s) = %q %v, %q %v; want %q, %q", c.phone, c.email, pc, pf, ec, ef, c.wantPhone, c.wantMail)
-		}
-		// The same answers one by one.
-		p1, f1, _ := ids.KnownPhone(ctx, c.phone)
-		e1, g1, _ := ids.KnownEmail(ctx, c.email)
-		if p1 != pc || f1 != pf || e1 != ec || g1 != ef {
-			t.Errorf("KnownBoth and KnownPhone/KnownEmail disagree for %s, %s", c.phone, c.email)
+	// On its own and through a group (the resolver's wiring): the same answers.
+	for _, ids := range []pipeline.Identities{{Pool: pool}, {Pool: pool, Group: store.NewGroup(pool, 4)}} {
+		for _, c := range []struct {
+			phone, email        string
+			wantPhone, wantMail string
+		}{
+			{"11987650123", "b@example.com", "31860457207", "52998224725"},
+			{"11900000000", "b@example.com", "", "52998224725"},
+			{"11987650123", "nobody@example.com", "31860457207", ""},
+			{"11900000000", "nobody@example.com", "", ""},
+		} {
+			pc, pf, ec, ef, err := ids.KnownBoth(ctx, c.phone, c.email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pc != c.wantPhone || pf != (c.wantPhone != "") || ec != c.wantMail || ef != (c.wantMail != "") {
+				t.Errorf("KnownBoth(%s, %s) = %q %v, %q %v; want %q, %q", c.phone, c.email, pc, pf, ec, ef, c.wantPhone, c.wantMail)
+			}
+			// The same answers one by one.
+			p1, f1, _ := ids.KnownPhone(ctx, c.phone)
+			e1, g1, _ := ids.KnownEmail(ctx, c.email)
+			if p1 != pc || f1 != pf || e1 != ec || g1 != ef {
+				t.Errorf("KnownBoth and KnownPhone/KnownEmail disagree for %s, %s", c.phone, c.email)
+			}
 		}
 	}
 }

@@ -100,7 +100,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := pipeline.Identities{Pool: pool}
+	ids := pipeline.Identities{Pool: pool, Group: store.NewGroup(pool, 8)} // as NewApplication wires it
 	return &rig{sims: sims, pool: pool, js: js, resolver: &app.Resolver{
 		Identity: &enrichment.Identity{
 			Directory:     enrichment.Diretrix{Client: dir},
