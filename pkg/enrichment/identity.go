@@ -86,25 +86,46 @@ func (r *Identity) Resolve(ctx context.Context, c events.Customer) (Resolution, 
 		if err != nil {
 			return res, err
 		}
+		// What the records know needs no job of its own.
+		recorded(&res.Phone, pc, pf)
+		recorded(&res.Email, ec, ef)
 		knownPhone = func(context.Context, string) (string, bool, error) { return pc, pf, nil }
 		knownEmail = func(context.Context, string) (string, bool, error) { return ec, ef, nil }
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	var jobs []func(context.Context) error
 	if res.Phone.State == "" {
-		g.Go(func() error {
-			return r.lookup(gctx, &res.Phone, knownPhone, r.Directory.CPFByPhone, "phone")
+		jobs = append(jobs, func(ctx context.Context) error {
+			return r.lookup(ctx, &res.Phone, knownPhone, r.Directory.CPFByPhone, "phone")
 		})
 	}
 	if res.Email.State == "" {
-		g.Go(func() error {
-			return r.lookup(gctx, &res.Email, knownEmail, r.Directory.CPFByEmail, "email")
+		jobs = append(jobs, func(ctx context.Context) error {
+			return r.lookup(ctx, &res.Email, knownEmail, r.Directory.CPFByEmail, "email")
 		})
 	}
-	if err := g.Wait(); err != nil {
+	if err := parallel(ctx, jobs); err != nil {
 		return res, err
 	}
 	decide(&res)
 	return res, nil
+}
+
+// parallel runs jobs at the same time and returns the first error, which
+// cancels the others' context (errgroup). A single job runs on the caller's
+// goroutine: most leads need one look-up at most, and a new goroutine per
+// lead grows a fresh stack through the HTTP client.
+func parallel(ctx context.Context, jobs []func(context.Context) error) error {
+	switch len(jobs) {
+	case 0:
+		return nil
+	case 1:
+		return jobs[0](ctx)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, job := range jobs {
+		g.Go(func() error { return job(gctx) })
+	}
+	return g.Wait()
 }
 
 func prepare(normalized string, plausible func(string) bool) Lookup {
@@ -124,8 +145,7 @@ func (r *Identity) lookup(ctx context.Context, l *Lookup,
 	if err != nil {
 		return err
 	}
-	if found && brdata.ValidCPF(cpf) {
-		l.State, l.CPF, l.Source = StateFound, cpf, SourceDB
+	if recorded(l, cpf, found) {
 		return nil
 	}
 	lctx := ctx
@@ -151,6 +171,16 @@ func (r *Identity) lookup(ctx context.Context, l *Lookup,
 	}
 	l.State, l.CPF, l.Source = StateFound, cpf, SourceDiretrix
 	return nil
+}
+
+// recorded settles l from the product's own records when they hold a valid
+// CPF for it, and reports whether they did.
+func recorded(l *Lookup, cpf string, found bool) bool {
+	if !found || !brdata.ValidCPF(cpf) {
+		return false
+	}
+	l.State, l.CPF, l.Source = StateFound, cpf, SourceDB
+	return true
 }
 
 func decide(res *Resolution) {
