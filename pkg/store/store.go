@@ -86,6 +86,11 @@ func OpenWith(ctx context.Context, url string, maxConns int32, session Session, 
 	// first request after one does not wait for a new connection.
 	cfg.MinConns = min(cfg.MaxConns, 2)
 	cfg.ShouldPing = shouldPing
+	// Every implicit transaction reads each statement's own snapshot,
+	// whatever the server's default: a write that takes an advisory lock
+	// and then reads (coredb's, grouped or not) must see what the lock's
+	// previous holder committed.
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
 	if session.AsyncCommit {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}

@@ -40,11 +40,19 @@ type Writer struct {
 	pool       *pgxpool.Pool
 	multiplier decimal.Decimal
 	now        func() time.Time
+	// group sends the writes of one CPF on the writer's own pool (no
+	// caller's connection, nothing after the COMMIT) together with the
+	// other such writes waiting: one round trip and one commit for all of
+	// them (store.Group). nil: each in its own transaction.
+	group *store.Group
 }
+
+// maxGroupedWrites bounds the persons' writes sharing one transaction.
+const maxGroupedWrites = 64
 
 // NewWriter returns a Writer; incomeMultiplier is INCOME_MULTIPLIER.
 func NewWriter(pool *pgxpool.Pool, incomeMultiplier decimal.Decimal) *Writer {
-	return &Writer{pool: pool, multiplier: incomeMultiplier, now: time.Now}
+	return &Writer{pool: pool, multiplier: incomeMultiplier, now: time.Now, group: store.NewGroup(pool, maxGroupedWrites)}
 }
 
 // brt is Brazil's civil time (no DST since 2019). The financial year follows
@@ -76,6 +84,11 @@ func (w *Writer) WritePerson(ctx context.Context, p *person.Person, leadID strin
 // A fresh person that turns out to exist is merged right after, in a second
 // transaction (the first has committed the others and the caller's
 // statements by then); the rows are the same either way.
+//
+// A write of one CPF (one lock) shares its round trip and its transaction
+// with the other such writes waiting (store.Group), ordered by CPF, so the
+// shared transaction takes its locks in CPF order too. It returns once
+// committed, as alone.
 func (w *Writer) WritePersons(ctx context.Context, ps []*person.Person, fresh []bool, leadID string, queue func(*pgx.Batch)) ([]Result, error) {
 	return w.WritePersonsOn(ctx, nil, ps, fresh, leadID, queue, nil)
 }
@@ -91,6 +104,7 @@ var ErrAfterCommit = errors.New("coredb: a statement after the commit failed")
 // and one of those failed, it returns the results and an error wrapping
 // ErrAfterCommit.
 func (w *Writer) WritePersonsOn(ctx context.Context, on store.Batcher, ps []*person.Person, fresh []bool, leadID string, queue, after func(*pgx.Batch)) ([]Result, error) {
+	mine := on == nil
 	if on == nil {
 		on = w.pool
 	}
@@ -109,7 +123,76 @@ func (w *Writer) WritePersonsOn(ctx context.Context, on store.Batcher, ps []*per
 	locks := slices.Clone(cpfs)
 	slices.Sort(locks)
 	locks = slices.Compact(locks)
+	year := int32(w.now().In(brt).Year())
 
+	var res []Result
+	var tailErr, err error
+	if mine && after == nil && w.group != nil && len(locks) == 1 {
+		// One CPF's lock per batch, the batches ordered by CPF: a shared
+		// transaction takes its locks in CPF order, as every other writer.
+		res, err = w.grouped(ctx, locks[0], rows, cpfs, fresh, year, queue)
+	} else {
+		res, tailErr, err = w.alone(ctx, on, locks, rows, cpfs, fresh, year, queue, after)
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	// Fresh persons that existed after all (sqlNewPerson wrote nothing).
+	var again []*person.Person
+	var at []int
+	for i := range res {
+		if res[i].EntityID == "" {
+			again, at = append(again, ps[i]), append(at, i)
+		}
+	}
+	if len(again) > 0 {
+		// On the same connection: a caller holding it must not need a
+		// second one from the pool.
+		if mine {
+			on = nil
+		}
+		merged, err := w.WritePersonsOn(ctx, on, again, nil, leadID, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range at {
+			res[i] = merged[k]
+		}
+	}
+	if tailErr != nil {
+		return res, fmt.Errorf("%w: %w", ErrAfterCommit, tailErr)
+	}
+	return res, nil
+}
+
+// grouped sends one CPF's write (its lock, its persons, the caller's
+// statements) through the writer's group, in a transaction shared with the
+// other writes waiting; Postgres's default READ COMMITTED (store.Open sets
+// it for every session) gives each statement the previous lock holder's
+// rows.
+func (w *Writer) grouped(ctx context.Context, cpf string, rows []personRows, cpfs []string, fresh []bool, year int32, queue func(*pgx.Batch)) ([]Result, error) {
+	b := &pgx.Batch{}
+	b.Queue(sqlLock, cpf)
+	out := make([]Result, len(rows))
+	for i := range rows {
+		sql := sqlPerson
+		if i < len(fresh) && fresh[i] {
+			sql = sqlNewPerson
+		}
+		res := &out[i]
+		queuePerson(b, sql, rows[i], cpfs[i], year).QueryRow(func(row pgx.Row) error { return scanResult(row, res) })
+	}
+	if queue != nil {
+		queue(b)
+	}
+	if err := w.group.Send(ctx, cpf, b); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// alone sends the write in its own transaction, on on.
+func (w *Writer) alone(ctx context.Context, on store.Batcher, locks []string, rows []personRows, cpfs []string, fresh []bool, year int32, queue, after func(*pgx.Batch)) (out []Result, tailErr, err error) {
 	b := &pgx.Batch{}
 	// READ COMMITTED explicitly: each statement must see what the previous
 	// lock holder committed, whatever the server's default isolation is.
@@ -117,7 +200,6 @@ func (w *Writer) WritePersonsOn(ctx context.Context, on store.Batcher, ps []*per
 	for _, cpf := range locks {
 		b.Queue(sqlLock, cpf)
 	}
-	year := int32(w.now().In(brt).Year())
 	for i := range rows {
 		sql := sqlPerson
 		if i < len(fresh) && fresh[i] {
@@ -136,39 +218,12 @@ func (w *Writer) WritePersonsOn(ctx context.Context, on store.Batcher, ps []*per
 		after(b)
 	}
 	tail := b.Len() - before
-
-	res, tailErr, err := w.run(ctx, on, b, len(locks), rows, extra, tail)
-	if err != nil {
-		return nil, classify(err)
-	}
-	// Fresh persons that existed after all (sqlNewPerson wrote nothing).
-	var again []*person.Person
-	var at []int
-	for i := range res {
-		if res[i].EntityID == "" {
-			again, at = append(again, ps[i]), append(at, i)
-		}
-	}
-	if len(again) > 0 {
-		// On the same connection: a caller holding it must not need a
-		// second one from the pool.
-		merged, err := w.WritePersonsOn(ctx, on, again, nil, leadID, nil, nil)
-		if err != nil {
-			return nil, err
-		}
-		for k, i := range at {
-			res[i] = merged[k]
-		}
-	}
-	if tailErr != nil {
-		return res, fmt.Errorf("%w: %w", ErrAfterCommit, tailErr)
-	}
-	return res, nil
+	return w.run(ctx, on, b, len(locks), rows, extra, tail)
 }
 
 // queuePerson queues one person's statement (after the locks): sqlPerson or
 // sqlNewPerson, which take the same parameters.
-func queuePerson(b *pgx.Batch, sql string, r personRows, cpf string, year int32) {
+func queuePerson(b *pgx.Batch, sql string, r personRows, cpf string, year int32) *pgx.QueuedQuery {
 	pr := r.profile
 	args := []any{cpf, null(pr.sex), null(pr.birthDate), null(pr.nationality),
 		null(pr.maritalStatus), null(pr.educationLevel), string(pr.metadata)}
@@ -201,7 +256,7 @@ func queuePerson(b *pgx.Batch, sql string, r personRows, cpf string, year int32)
 		args = append(args, c)
 	}
 	args = append(args, null(r.entity.name), null(r.entity.canonicalName), null(r.entity.leadID))
-	b.Queue(sql, args...)
+	return b.Queue(sql, args...)
 }
 
 // run sends b and reads its results: BEGIN, the locks, the persons, extra
@@ -237,15 +292,8 @@ func (w *Writer) run(ctx context.Context, on store.Batcher, b *pgx.Batch, locks 
 	}
 	out = make([]Result, len(rows))
 	for i := range rows {
-		res := &out[i]
-		var id *string // NULL: sqlNewPerson found the entity and wrote nothing
-		if err = br.QueryRow().Scan(&id, &res.Created, &res.EmailsAdded, &res.PhonesAdded, &res.AddressesAdded); err != nil {
+		if err = scanResult(br.QueryRow(), &out[i]); err != nil {
 			return nil, nil, err
-		}
-		if id == nil {
-			*res = Result{}
-		} else {
-			res.EntityID = *id
 		}
 	}
 	for i := 0; i < extra; i++ { // the caller's statements
@@ -262,6 +310,21 @@ func (w *Writer) run(ctx context.Context, on store.Batcher, b *pgx.Batch, locks 
 		}
 	}
 	return out, nil, nil
+}
+
+// scanResult reads a person's statement's answer into res.
+func scanResult(row pgx.Row, res *Result) error {
+	var id *string // NULL: sqlNewPerson found the entity and wrote nothing
+	*res = Result{}
+	if err := row.Scan(&id, &res.Created, &res.EmailsAdded, &res.PhonesAdded, &res.AddressesAdded); err != nil {
+		return err
+	}
+	if id == nil {
+		*res = Result{}
+	} else {
+		res.EntityID = *id
+	}
+	return nil
 }
 
 func classify(err error) error { return store.Classify(opWrite, err) }
