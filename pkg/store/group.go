@@ -61,11 +61,11 @@ func NewGroup(db Batcher, max int) *Group {
 func (g *Group) Waiting() int { return len(g.in) }
 
 // Send writes b in the next shared transaction and returns its outcome. key
-// orders the batches inside a transaction: the lead id, then a NUL and
-// whatever else tells the lead's batches apart ("" for a batch that only
-// reads). Every group orders by lead the same way, so two transactions
-// writing the same leads' rows take their locks in one order, never in a
-// cycle. If ctx ends first Send returns ctx's error, and b may
+// orders the batches inside a transaction, so that two transactions
+// locking the same things take their locks in one order, never in a cycle:
+// the pipeline's groups use the lead id, then a NUL and whatever else tells
+// the lead's batches apart ("" for a batch that only reads); coredb's uses
+// the CPF, whose advisory lock each of its batches takes first. If ctx ends first Send returns ctx's error, and b may
 // still be written: Group's writes must be idempotent, as every stage's are.
 func (g *Group) Send(ctx context.Context, key string, b *pgx.Batch) error {
 	sctx := ctx

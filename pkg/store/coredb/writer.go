@@ -175,12 +175,8 @@ func (w *Writer) grouped(ctx context.Context, cpf string, rows []personRows, cpf
 	b.Queue(sqlLock, cpf)
 	out := make([]Result, len(rows))
 	for i := range rows {
-		sql := sqlPerson
-		if i < len(fresh) && fresh[i] {
-			sql = sqlNewPerson
-		}
 		res := &out[i]
-		queuePerson(b, sql, rows[i], cpfs[i], year).QueryRow(func(row pgx.Row) error { return scanResult(row, res) })
+		queuePerson(b, personSQL(fresh, i), rows[i], cpfs[i], year).QueryRow(func(row pgx.Row) error { return scanResult(row, res) })
 	}
 	if queue != nil {
 		queue(b)
@@ -201,11 +197,7 @@ func (w *Writer) alone(ctx context.Context, on store.Batcher, locks []string, ro
 		b.Queue(sqlLock, cpf)
 	}
 	for i := range rows {
-		sql := sqlPerson
-		if i < len(fresh) && fresh[i] {
-			sql = sqlNewPerson
-		}
-		queuePerson(b, sql, rows[i], cpfs[i], year)
+		queuePerson(b, personSQL(fresh, i), rows[i], cpfs[i], year)
 	}
 	before := b.Len()
 	if queue != nil {
@@ -219,6 +211,14 @@ func (w *Writer) alone(ctx context.Context, on store.Batcher, locks []string, ro
 	}
 	tail := b.Len() - before
 	return w.run(ctx, on, b, len(locks), rows, extra, tail)
+}
+
+// personSQL is the statement for person i: insert-only when marked fresh.
+func personSQL(fresh []bool, i int) string {
+	if i < len(fresh) && fresh[i] {
+		return sqlNewPerson
+	}
+	return sqlPerson
 }
 
 // queuePerson queues one person's statement (after the locks): sqlPerson or
