@@ -117,23 +117,10 @@ func holdGroup(t *testing.T) *heldGroup {
 	if _, err := pool.Exec(ctx, `CREATE TABLE g (k text PRIMARY KEY, v int NOT NULL CHECK (v > 0))`); err != nil {
 		t.Fatal(err)
 	}
-	other := testinfra.NewPool(t, db)
-	blocker, err := other.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = blocker.Rollback(ctx) })
-	if _, err := blocker.Exec(ctx, `LOCK TABLE g IN SHARE MODE`); err != nil {
-		t.Fatal(err)
-	}
-	h := &heldGroup{t: t, pool: pool, g: NewGroup(pool, 64), unlock: func() error { return blocker.Rollback(ctx) },
+	h := &heldGroup{t: t, pool: pool, g: NewGroup(pool, 64), unlock: testinfra.HoldTable(t, db, "g"),
 		answers: make(chan groupAnswer, 128), before: roundTrips.Load()}
 	h.send("first", 1)
-	testinfra.WaitFor(t, "the first transaction to wait for the lock", func() bool {
-		var n int
-		err := other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
-		return err == nil && n == 1
-	})
+	testinfra.WaitForLockWaits(t, db, 1) // the first transaction
 	return h
 }
 

@@ -103,25 +103,12 @@ func holdFlush(t *testing.T) *heldFlush {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(store.NewPoolCollector(pool))
-	other := testinfra.NewPool(t, db)
-	blocker, err := other.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = blocker.Rollback(ctx) })
-	if _, err := blocker.Exec(ctx, `LOCK TABLE pipeline.webhook_receipts IN SHARE MODE`); err != nil {
-		t.Fatal(err)
-	}
-	h := &heldFlush{t: t, pool: pool, r: NewReceipts(pool), unlock: func() error { return blocker.Rollback(ctx) },
+	h := &heldFlush{t: t, pool: pool, r: NewReceipts(pool), unlock: testinfra.HoldTable(t, db, "pipeline.webhook_receipts"),
 		answers: make(chan answer, 128),
 		trips:   func() float64 { return httpxtest.CounterValue(reg, "leadflow_postgres_round_trips_total", nil) }}
 	h.before = h.trips()
 	h.add("first", `{}`)
-	testinfra.WaitFor(t, "the first flush to wait for the lock", func() bool {
-		var n int
-		err := other.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
-		return err == nil && n == 1
-	})
+	testinfra.WaitForLockWaits(t, db, 1) // the first flush
 	return h
 }
 
