@@ -65,8 +65,12 @@ func (g *Group) Waiting() int { return len(g.in) }
 // locking the same things take their locks in one order, never in a cycle:
 // the pipeline's groups use the lead id, then a NUL and whatever else tells
 // the lead's batches apart ("" for a batch that only reads); coredb's uses
-// the CPF, whose advisory lock each of its batches takes first. If ctx ends first Send returns ctx's error, and b may
-// still be written: Group's writes must be idempotent, as every stage's are.
+// the CPF, whose advisory lock each of its batches takes first.
+//
+// If ctx ends first, Send returns ctx's error and b may still be written
+// (its callbacks may still run): Group's writes must be idempotent, as
+// every stage's are, and a caller reads its callbacks' values only after a
+// nil error.
 func (g *Group) Send(ctx context.Context, key string, b *pgx.Batch) error {
 	sctx := ctx
 	if trace.SpanFromContext(ctx).IsRecording() { // no attributes to build otherwise
