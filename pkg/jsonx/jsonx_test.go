@@ -7,7 +7,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/shopspring/decimal"
+
+	"github.com/leadflow/leadflow/pkg/backbone/events"
+	"github.com/leadflow/leadflow/pkg/contracts"
+	"github.com/leadflow/leadflow/pkg/domain/person"
 	"github.com/leadflow/leadflow/pkg/jsonx"
 )
 
@@ -94,6 +100,68 @@ func TestDecodeOneAsADecoderThatReadsToTheEnd(t *testing.T) {
 		}
 		if (err == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
 			t.Errorf("DecodeOne(%q) = %#v, %v; a Decoder read to the end gives %#v, %v", in, got, err, want, wantErr)
+		}
+	}
+}
+
+type encoded struct {
+	Name   string             `json:"name"`
+	Skip   string             `json:"-"`
+	Empty  string             `json:"empty,omitempty"`
+	N      float64            `json:"n"`
+	Raw    stdjson.RawMessage `json:"raw,omitempty"`
+	When   time.Time          `json:"when"`
+	Money  decimal.Decimal    `json:"money"`
+	Num    stdjson.Number     `json:"num,omitempty"`
+	Ptr    *int               `json:"ptr"`
+	List   []string           `json:"list"`
+	Map    map[string]any     `json:"map,omitempty"`
+	AsText int                `json:"as_text,string"`
+	inner  int
+}
+
+// Marshal writes the very bytes encoding/json.Marshal writes, and fails
+// where it fails, for the kinds of values the product encodes with it.
+func TestEncodesAsEncodingJSON(t *testing.T) {
+	one := 1
+	payload := contracts.Read("workapi/cpf.json")
+	var doc any
+	if err := stdjson.Unmarshal(payload, &doc); err != nil {
+		t.Fatal(err)
+	}
+	p, err := person.Parse(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary, err := p.Summary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := []any{
+		nil, true, 0, -1.5, 1e21, 1e-7, 123456789.125, "<b>&'\"\u2028\u2029 é \xff\xc3",
+		map[string]any{"b": 1, "a": "<x>", "c": []any{nil, 2.5, "x"}, "d": map[string]any{}, "e": []string(nil)},
+		map[string]string{"z": "1", "a": "2"},
+		encoded{Name: "a", Skip: "x", N: 3, Raw: stdjson.RawMessage(" { \"k\" : [1, 2] } "), When: time.Date(2026, 12, 7, 10, 0, 0, 123, time.UTC),
+			Money: decimal.RequireFromString("1234.50"), Num: "12.0", Ptr: &one, Map: map[string]any{"y": nil}, AsText: 7, inner: 1},
+		encoded{},
+		encoded{Raw: stdjson.RawMessage(`{"broken"`)},
+		[]map[string]string{{"cpf": "***.***.***-**", "role": "phone"}},
+		doc, p, stdjson.RawMessage(summary),
+		events.LeadResolved{Phone: "5511987654321", Email: "a@b.c", Persons: []events.ResolvedPerson{{CPF: "31860457207", Role: events.RoleBoth}}},
+		events.LeadEnriched{Persons: []events.EnrichedPerson{{CPF: "31860457207", Role: events.RolePhone, EntityID: "e1", Paid: true, Person: summary}}},
+		events.LeadEnriched{},
+		events.LeadNotified{MessageHash: "ab", Route: "gateway", Status: "sent"},
+		events.LeadUnresolved{Reason: "no <CPF> found"},
+	}
+	for i, v := range values {
+		want, wantErr := stdjson.Marshal(v)
+		got, err := jsonx.Marshal(v)
+		if (err == nil) != (wantErr == nil) {
+			t.Errorf("value %d: err %v, encoding/json says %v", i, err, wantErr)
+			continue
+		}
+		if string(got) != string(want) {
+			t.Errorf("value %d:\n got  %s\n want %s", i, got, want)
 		}
 	}
 }

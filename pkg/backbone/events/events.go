@@ -103,7 +103,7 @@ type Envelope struct {
 	RunStartedAt time.Time       `json:"run_started_at,omitzero"`
 	Data         json.RawMessage `json:"data"`
 
-	// encoded is Data as json.Marshal wrote it here (New, NewReceived,
+	// encoded is Data as jsonx.Marshal wrote it here (New, NewReceived,
 	// SetData): while Data is still that very slice, Marshal copies it in
 	// as it is instead of validating it again.
 	encoded json.RawMessage
@@ -134,9 +134,10 @@ func Marshal(e Envelope) ([]byte, error) {
 	return append(out, '}'), nil
 }
 
-// SetData replaces the payload with data encoded by json.Marshal.
+// SetData replaces the payload with data encoded by jsonx.Marshal (the
+// bytes encoding/json writes; the data types use no omitzero).
 func (e *Envelope) SetData(data any) error {
-	raw, err := json.Marshal(data)
+	raw, err := jsonx.Marshal(data)
 	if err != nil {
 		return err
 	}
@@ -265,7 +266,7 @@ func New(eventType string, parent *Envelope, data any) (Envelope, error) {
 	if parent == nil {
 		return Envelope{}, errors.New("events: New needs a parent; use NewReceived to start a run")
 	}
-	raw, err := json.Marshal(data)
+	raw, err := jsonx.Marshal(data)
 	if err != nil {
 		return Envelope{}, err
 	}
@@ -299,7 +300,7 @@ func (e Envelope) RunStart() time.Time {
 // NewReceived starts a run. runKey must identify the trigger without
 // personal data: (lead id, updated_at) for webhooks, a run id for triggers.
 func NewReceived(leadID string, source Source, runKey string, data LeadReceived) (Envelope, error) {
-	raw, err := json.Marshal(data)
+	raw, err := jsonx.Marshal(data)
 	if err != nil {
 		return Envelope{}, err
 	}

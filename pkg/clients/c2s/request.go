@@ -10,6 +10,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/clients/httpx"
 	"github.com/leadflow/leadflow/pkg/domain/lead"
+	"github.com/leadflow/leadflow/pkg/jsonx"
 )
 
 // newRequest builds the request of one attempt: JSON in and out, with
@@ -42,7 +43,7 @@ func write(ctx context.Context, caller *httpx.Caller, op, leadID string, send fu
 	if !lead.ValidID(leadID) {
 		return failure.Permanent(op, ErrBadLeadID)
 	}
-	payload, err := json.Marshal(body)
+	payload, err := jsonx.Marshal(body)
 	if err != nil {
 		return failure.Permanent(op, err)
 	}

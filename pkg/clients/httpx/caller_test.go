@@ -738,7 +738,62 @@ func TestDefaultClientDropsIdleConnectionsEarly(t *testing.T) {
 	if tr.IdleConnTimeout <= 0 || tr.IdleConnTimeout > 30*time.Second {
 		t.Errorf("IdleConnTimeout = %v, want (0, 30s]", tr.IdleConnTimeout)
 	}
-	if tr.MaxIdleConnsPerHost < 8 {
-		t.Errorf("MaxIdleConnsPerHost = %d: connections would not be reused under load", tr.MaxIdleConnsPerHost)
+	// A worker service keeps up to 64 handlers × 2 calls in flight to one
+	// host: fewer idle slots close connections only to dial them again.
+	if tr.MaxIdleConnsPerHost < 128 || (tr.MaxIdleConns != 0 && tr.MaxIdleConns < 128) {
+		t.Errorf("MaxIdleConnsPerHost = %d, MaxIdleConns = %d: connections would not be reused under load",
+			tr.MaxIdleConnsPerHost, tr.MaxIdleConns)
+	}
+}
+
+// Under concurrent load the connections are reused: 128 calls at once, five
+// times over, open no more connections than were ever in flight at once.
+func TestDefaultClientReusesConnectionsUnderLoad(t *testing.T) {
+	var conns atomic.Int64
+	var mu sync.Mutex
+	release := make(chan struct{})
+	var arrived sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		round := release
+		mu.Unlock()
+		arrived.Done()
+		<-round
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	client := DefaultClient()
+	const inFlight = 128
+	for range 5 {
+		arrived.Add(inFlight)
+		var done sync.WaitGroup
+		for range inFlight {
+			done.Add(1)
+			go func() {
+				defer done.Done()
+				res, err := client.Get(srv.URL)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}()
+		}
+		arrived.Wait() // all 128 in flight at once
+		mu.Lock()
+		close(release)
+		release = make(chan struct{})
+		mu.Unlock()
+		done.Wait()
+	}
+	if n := conns.Load(); n != inFlight {
+		t.Fatalf("%d connections opened for 5 rounds of %d concurrent calls, want %d (reused)", n, inFlight, inFlight)
 	}
 }

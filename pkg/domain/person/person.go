@@ -215,7 +215,7 @@ func isObject(raw json.RawMessage) bool {
 // decodeFields decodes an object's fields through a map (keys in sorted
 // order: of two keys differing only in case, the lower-case one wins).
 func decodeFields(m map[string]json.RawMessage, v any) {
-	b, _ := json.Marshal(m)
+	b, _ := jsonx.Marshal(m)
 	_ = jsonx.Unmarshal(b, v)
 }
 

@@ -80,7 +80,7 @@ func (p *Person) Summary() (json.RawMessage, error) {
 	for _, x := range p.Companies {
 		s.Companies = append(s.Companies, sumCompany{CNPJ: x.CNPJ, Relacao: x.Relacao})
 	}
-	return json.Marshal(s)
+	return jsonx.Marshal(s)
 }
 
 // ErrNotSummary is returned for a summary that is not a JSON object.

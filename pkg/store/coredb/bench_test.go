@@ -40,7 +40,8 @@ func benchPersons(b testing.TB, n int) []*person.Person {
 
 // BenchmarkWritePerson writes new persons, serially through the merge
 // (sqlPerson) and through the insert-only statement (fresh, sqlNewPerson),
-// and in parallel. pg-cpu-us/op is the CPU time of the serial runs' Postgres
+// persons already held again through the merge (serial-repeat), and new
+// ones in parallel. pg-cpu-us/op is the CPU time of the serial runs' Postgres
 // backend per person (from /proc), the number to compare between the two.
 func BenchmarkWritePerson(b *testing.B) {
 	pool := newCoreDB(b)
@@ -76,6 +77,35 @@ func BenchmarkWritePerson(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "persons/s")
 		})
 	}
+	// A repeat CPF: the same payload merged again into a person core.*
+	// already holds (what a lead with a known CPF costs).
+	b.Run("serial-repeat", func(b *testing.B) {
+		mustExec(b, pool, `TRUNCATE core.entities, core.addresses CASCADE`)
+		persons := benchPersons(b, b.N)
+		for i := range b.N {
+			if _, err := w.WritePersons(ctx, persons[i:i+1], []bool{true}, "lead", nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cfg := pool.Config()
+		cfg.MaxConns, cfg.MinConns = 1, 1
+		one, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer one.Close()
+		backend := backendCPU(b, one)
+		w := newTestWriter(one)
+		b.ResetTimer()
+		start := backend()
+		for i := range b.N {
+			if _, err := w.WritePersons(ctx, persons[i:i+1], []bool{false}, "lead", nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(backend()-start)/float64(b.N), "pg-cpu-us/op")
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "persons/s")
+	})
 	b.Run("parallel", func(b *testing.B) {
 		mustExec(b, pool, `TRUNCATE core.entities, core.addresses CASCADE`)
 		persons := benchPersons(b, b.N)

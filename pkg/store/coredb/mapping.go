@@ -13,6 +13,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/domain/money"
 	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/jsonx"
 	"github.com/leadflow/leadflow/pkg/store"
 )
 
@@ -299,7 +300,7 @@ func rawObject(raw json.RawMessage) json.RawMessage {
 // mustJSON marshals values built here (maps of strings and raw JSON), which
 // cannot fail.
 func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
+	b, err := jsonx.Marshal(v)
 	if err != nil {
 		panic("coredb: " + err.Error())
 	}

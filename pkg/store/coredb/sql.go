@@ -18,7 +18,10 @@ const sqlLock = `SELECT pg_advisory_xact_lock(hashtextextended('core.entity:' ||
 //
 // The profile: existing columns win (COALESCE); the metadata merge is
 // existing || new, as DB.md says. The financial year: latest wins, every
-// value column is replaced, NULLs included. Contacts: the arrays are the
+// value column is replaced, NULLs included. A profile or financial year the
+// payload would not change is not rewritten at all (DB.md: the same payload
+// again changes nothing except timestamps), so a repeat CPF's merge writes
+// one row version (the entity's enriched_at) instead of three. Contacts: the arrays are the
 // payload's entries in order, deduplicated. Only ordinal 1 may become
 // primary, and only if no primary existed before. clock_timestamp() keeps
 // the payload order visible in created_at. The entity's current contacts are
@@ -78,6 +81,16 @@ prof AS (
 		education_level = COALESCE(p.education_level, EXCLUDED.education_level),
 		metadata = p.metadata || EXCLUDED.metadata,
 		updated_at = now()
+	WHERE (p.sex, p.birth_date, p.nationality, p.marital_status, p.education_level, p.metadata)
+		IS DISTINCT FROM (COALESCE(p.sex, EXCLUDED.sex), COALESCE(p.birth_date, EXCLUDED.birth_date),
+			COALESCE(p.nationality, EXCLUDED.nationality), COALESCE(p.marital_status, EXCLUDED.marital_status),
+			COALESCE(p.education_level, EXCLUDED.education_level), p.metadata || EXCLUDED.metadata)
+),
+fin_cur AS MATERIALIZED (
+	SELECT f.id, (f.reported_income, f.credit_score, f.risk_score, f.source, f.confidence, f.metadata)
+		IS NOT DISTINCT FROM ($10::text::numeric, $11::int, $12::text::numeric, 'api'::core.data_source_enum, 'high'::core.confidence_level, $13::text::jsonb) AS same
+	FROM core.entity_financials f
+	WHERE $8::bool AND f.entity_id = (SELECT entity_id FROM e) AND f.financial_year = $9::int AND f.financial_month IS NULL
 ),
 fin_upd AS (
 	UPDATE core.entity_financials f SET
@@ -88,13 +101,12 @@ fin_upd AS (
 		confidence = 'high',
 		metadata = $13::text::jsonb,
 		updated_at = now()
-	WHERE $8::bool AND f.entity_id = (SELECT entity_id FROM e) AND f.financial_year = $9::int AND f.financial_month IS NULL
-	RETURNING f.id
+	FROM fin_cur WHERE f.id = fin_cur.id AND NOT fin_cur.same
 ),
 fin_ins AS (
 	INSERT INTO core.entity_financials (entity_id, financial_year, financial_month, reported_income, credit_score, risk_score, source, confidence, metadata)
 	SELECT e.entity_id, $9::int, NULL, $10::text::numeric, $11::int, $12::text::numeric, 'api', 'high', $13::text::jsonb
-	FROM e WHERE $8::bool AND NOT EXISTS (SELECT 1 FROM fin_upd)
+	FROM e WHERE $8::bool AND NOT EXISTS (SELECT 1 FROM fin_cur)
 ),
 em_cur AS MATERIALIZED (
 	SELECT lower(x.email) AS email, x.is_primary FROM core.entity_emails x

@@ -153,6 +153,15 @@ func TestWriteTwiceChangesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := digestCore(t, pool)
+			// Row versions: an unchanged profile or financial year is not
+			// rewritten at all, not even its updated_at.
+			const versions = `SELECT coalesce(string_agg(xmin::text, ',' ORDER BY entity_id), '') FROM (
+				SELECT xmin, entity_id FROM core.entity_profiles UNION ALL
+				SELECT xmin, entity_id FROM core.entity_financials) v`
+			var rowsBefore string
+			if err := pool.QueryRow(ctx, versions).Scan(&rowsBefore); err != nil {
+				t.Fatal(err)
+			}
 			// The second rewrite is marked fresh by mistake: the insert-only
 			// statement finds the entity, and the merge changes nothing.
 			for i := range 2 {
@@ -165,6 +174,13 @@ func TestWriteTwiceChangesNothing(t *testing.T) {
 				}
 				if after := digestCore(t, pool); after != before {
 					t.Fatalf("rewrite %d changed rows:\nbefore %s\nafter  %s", i, before, after)
+				}
+				var rowsAfter string
+				if err := pool.QueryRow(ctx, versions).Scan(&rowsAfter); err != nil {
+					t.Fatal(err)
+				}
+				if rowsAfter != rowsBefore {
+					t.Errorf("rewrite %d rewrote the unchanged profile or financials: versions %s, before %s", i, rowsAfter, rowsBefore)
 				}
 			}
 		})

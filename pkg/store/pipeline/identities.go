@@ -103,7 +103,7 @@ func (r Identities) SaveResolution(ctx context.Context, env events.Envelope, lea
 		kinds, values, cpfs, sources = append(kinds, l.Kind), append(values, l.Value), append(cpfs, l.CPF), append(sources, l.Source)
 	}
 	var decided []byte // NULL when the event cannot be encoded: no outcome is kept
-	if payload, err := json.Marshal(env); err == nil {
+	if payload, err := events.Marshal(env); err == nil {
 		decided = payload
 	}
 	b := &pgx.Batch{}

@@ -16,6 +16,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/backbone/failure"
 	"github.com/leadflow/leadflow/pkg/backbone/messaging"
+	"github.com/leadflow/leadflow/pkg/jsonx"
 	"github.com/leadflow/leadflow/pkg/store"
 )
 
@@ -153,7 +154,7 @@ const recordSQL = `WITH cur AS (
 		finished_at = EXCLUDED.finished_at`
 
 func recordArgs(env events.Envelope, o Outcome) []any {
-	detail, err := json.Marshal(o.Detail)
+	detail, err := jsonx.Marshal(o.Detail)
 	if err != nil || o.Detail == nil {
 		detail = []byte("{}")
 	}
