@@ -66,6 +66,7 @@ type result struct {
 	withPersons int           // leads whose phone or email leads to somebody
 	runRows     int           // floor: pipeline.lead_runs rows written
 	pgCPU       time.Duration // CPU of the Postgres backends serving the target (their whole life)
+	pgCPUByApp  map[string]time.Duration
 	// pgTrips and pgStmts are the product's Postgres round trips and
 	// statements, client side (leadflow_postgres_*_total of every process,
 	// read just before it stops); -1 when not measured (the floor).
@@ -229,7 +230,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	}
 	stopAnalyze()
 	e.sampleBackends(ctx, &pg)
-	r.pgCPU, r.benchCPU, r.load[1] = pg.total(), selfCPU()-cpu0, loadAvg()
+	r.pgCPU, r.pgCPUByApp, r.benchCPU, r.load[1] = pg.total(), pg.byApp(), selfCPU()-cpu0, loadAvg()
 	r.pgTrips, r.pgStmts, r.pgPings = t.postgresWork(o.edgeOnly)
 	if o.edgeOnly && t.discard != nil {
 		t.discard()
@@ -515,6 +516,23 @@ func report(o options, round int, p, f *result) {
 			parts = append(parts, per(ms(s.cpu), p))
 		}
 		fmt.Printf("| CPU per lead, ms, by process (%s) | %s | | | |\n", strings.Join(names, " / "), strings.Join(parts, " / "))
+		// The same services' Postgres backends (their application_name),
+		// the rate budgets' pools apart.
+		parts, names = parts[:0], names[:0]
+		for _, s := range p.procs {
+			for _, app := range []string{s.name, s.name + "-budgets"} {
+				names = append(names, app)
+				parts = append(parts, per(ms(p.pgCPUByApp[app]), p))
+			}
+		}
+		var other time.Duration
+		for app, d := range p.pgCPUByApp {
+			if !slices.Contains(names, app) {
+				other += d
+			}
+		}
+		names, parts = append(names, "other"), append(parts, per(ms(other), p))
+		fmt.Printf("| Postgres backends' CPU per lead, ms, by application (%s) | %s | | | |\n", strings.Join(names, " / "), strings.Join(parts, " / "))
 	}
 	row("JetStream messages stored per lead", func(r *result) string { return per(float64(r.streamMsgs), r) }, "", "")
 	row("simulator HTTP calls per lead", func(r *result) string { return per(float64(r.simCalls), r) }, "", "")

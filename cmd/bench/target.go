@@ -229,28 +229,35 @@ func (e *env) stats(ctx context.Context) (s pgStats, err error) {
 // sampling them often and keeping each one's last value loses little.
 type backendCPU struct {
 	mu    sync.Mutex
-	ticks map[int]int64 // pid → utime + stime, in clock ticks
+	ticks map[int]int64  // pid → utime + stime, in clock ticks
+	apps  map[int]string // pid → application_name (the product's services set theirs)
 }
 
 func (e *env) sampleBackends(ctx context.Context, b *backendCPU) {
 	e.own.Add(1)
-	rows, err := e.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, e.dbName)
+	rows, err := e.pool.Query(ctx, `SELECT pid, application_name FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, e.dbName)
 	if err != nil {
 		return
 	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	type backend struct {
+		PID int32
+		App string
+	}
+	backends, err := pgx.CollectRows(rows, pgx.RowToStructByPos[backend])
 	if err != nil {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ticks == nil {
-		b.ticks = map[int]int64{}
+		b.ticks, b.apps = map[int]int64{}, map[int]string{}
 	}
-	for _, pid := range pids {
-		if t := procTicks(int(pid)); t > b.ticks[int(pid)] {
-			b.ticks[int(pid)] = t
+	for _, be := range backends {
+		pid := int(be.PID)
+		if t := procTicks(pid); t > b.ticks[pid] {
+			b.ticks[pid] = t
 		}
+		b.apps[pid] = be.App
 	}
 }
 
@@ -262,6 +269,17 @@ func (b *backendCPU) total() time.Duration {
 		n += t
 	}
 	return time.Duration(n) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+// byApp is total() per application_name, the "leadflow-" prefix dropped.
+func (b *backendCPU) byApp() map[string]time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string]time.Duration{}
+	for pid, t := range b.ticks {
+		out[strings.TrimPrefix(b.apps[pid], "leadflow-")] += time.Duration(t) * (time.Second / 100)
+	}
+	return out
 }
 
 // procTicks reads utime + stime of a process from /proc/<pid>/stat.

@@ -227,7 +227,7 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 		return nil, err
 	}
 	if d.Pool, err = store.OpenWith(pctx, c.DatabaseURL, int32(c.DBMaxConns),
-		store.Session{AsyncCommit: c.AsyncCommit, GenericPlans: !c.CustomPlans}, d.warmup); err != nil {
+		store.Session{AppName: "leadflow-" + c.Service, AsyncCommit: c.AsyncCommit, GenericPlans: !c.CustomPlans}, d.warmup); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -239,7 +239,7 @@ func Connect(ctx context.Context, c Common, log zerolog.Logger) (*Deps, error) {
 	// connections and on any the pool opens later.
 	budgets := &store.Warmup{}
 	budgets.Add(budget.Warm)
-	if d.Budgets, err = store.OpenWith(pctx, c.DatabaseURL, budgetConns, store.Session{GenericPlans: true}, budgets); err != nil {
+	if d.Budgets, err = store.OpenWith(pctx, c.DatabaseURL, budgetConns, store.Session{AppName: "leadflow-" + c.Service + "-budgets", GenericPlans: true}, budgets); err != nil {
 		d.Close()
 		return nil, err
 	}

@@ -51,3 +51,33 @@ func TestGenericPlansSessionPlansWithoutTheValues(t *testing.T) {
 		pool.Close()
 	}
 }
+
+// A session carries its service's application_name, unless the URL names
+// one (an operator's choice wins).
+func TestSessionApplicationName(t *testing.T) {
+	ctx := context.Background()
+	db := testinfra.NewDatabase(t)
+	sep := "?"
+	if strings.Contains(db, "?") {
+		sep = "&"
+	}
+	for _, c := range []struct {
+		url, app, want string
+	}{
+		{db, "leadflow-resolver", "leadflow-resolver"},
+		{db + sep + "application_name=ops", "leadflow-resolver", "ops"},
+	} {
+		pool, err := OpenWith(ctx, c.url, 1, Session{AppName: c.app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := pool.QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		pool.Close()
+		if got != c.want {
+			t.Errorf("application_name = %q, want %q", got, c.want)
+		}
+	}
+}

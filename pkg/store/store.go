@@ -52,6 +52,11 @@ func shouldPing(_ context.Context, p pgxpool.ShouldPingParams) bool {
 
 // Session is how a pool's sessions run.
 type Session struct {
+	// AppName is the sessions' application_name (pg_stat_activity,
+	// pg_stat_statements by user, the server's log lines), unless the URL
+	// sets one: the service, so operators and the bench can tell whose
+	// backends do what.
+	AppName string
 	// AsyncCommit sets synchronous_commit=off: only for writes that a retry
 	// always redoes.
 	AsyncCommit bool
@@ -91,6 +96,9 @@ func OpenWith(ctx context.Context, url string, maxConns int32, session Session, 
 	// and then reads (coredb's, grouped or not) must see what the lock's
 	// previous holder committed.
 	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
+	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set && session.AppName != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = session.AppName
+	}
 	if session.AsyncCommit {
 		cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}
