@@ -3,9 +3,6 @@ package coredb
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -13,6 +10,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/domain/brdata"
 	"github.com/leadflow/leadflow/pkg/domain/person"
+	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 
 // benchPersons returns n copies of the full payload with distinct valid CPFs
@@ -64,7 +62,7 @@ func BenchmarkWritePerson(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer one.Close()
-			backend := backendCPU(b, one)
+			backend := testinfra.BackendCPU(b, one)
 			w := newTestWriter(one)
 			b.ResetTimer()
 			start := backend()
@@ -94,7 +92,7 @@ func BenchmarkWritePerson(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer one.Close()
-		backend := backendCPU(b, one)
+		backend := testinfra.BackendCPU(b, one)
 		w := newTestWriter(one)
 		b.ResetTimer()
 		start := backend()
@@ -123,26 +121,4 @@ func BenchmarkWritePerson(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "persons/s")
 	})
-}
-
-// backendCPU returns a function reading the CPU time, in microseconds, that
-// the backend behind a one-connection pool has used (Linux /proc; the
-// database runs on this machine in benchmarks).
-func backendCPU(b *testing.B, one *pgxpool.Pool) func() int64 {
-	var pid int
-	if err := one.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
-		b.Fatal(err)
-	}
-	return func() int64 {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			b.Fatalf("the backend's CPU time: %v", err)
-		}
-		// Fields after the command's closing parenthesis: utime and stime
-		// are the 12th and 13th, in clock ticks (100 per second on Linux).
-		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
-		utime, _ := strconv.ParseInt(f[11], 10, 64)
-		stime, _ := strconv.ParseInt(f[12], 10, 64)
-		return (utime + stime) * 10_000
-	}
 }
