@@ -52,10 +52,9 @@ func shouldPing(_ context.Context, p pgxpool.ShouldPingParams) bool {
 
 // Session is how a pool's sessions run.
 type Session struct {
-	// AppName is the sessions' application_name (pg_stat_activity,
-	// pg_stat_statements by user, the server's log lines), unless the URL
-	// sets one: the service, so operators and the bench can tell whose
-	// backends do what.
+	// AppName is the sessions' application_name (pg_stat_activity, the
+	// server's log lines), unless the URL sets one: the service, so
+	// operators and the bench can tell whose backends do what.
 	AppName string
 	// AsyncCommit sets synchronous_commit=off: only for writes that a retry
 	// always redoes.

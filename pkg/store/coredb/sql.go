@@ -21,8 +21,8 @@ const sqlLock = `SELECT pg_advisory_xact_lock(hashtextextended('core.entity:' ||
 // value column is replaced, NULLs included. A profile or financial year the
 // payload would not change is not rewritten at all (DB.md: the same payload
 // again changes nothing except timestamps), so a repeat CPF's merge writes
-// one row version (the entity's enriched_at) instead of three. Contacts: the arrays are the
-// payload's entries in order, deduplicated. Only ordinal 1 may become
+// one row version (the entity's enriched_at) instead of three. Contacts: the
+// arrays are the payload's entries in order, deduplicated. Only ordinal 1 may become
 // primary, and only if no primary existed before. clock_timestamp() keeps
 // the payload order visible in created_at. The entity's current contacts are
 // read once, by entity_id (an index scan even on tables never analysed),
