@@ -6,7 +6,9 @@
 //
 // Marshal is segmentio's encoder too, for the hot paths' own values (event
 // data, trace details, core.* metadata): the bytes encoding/json.Marshal
-// writes (TestEncodesAsEncodingJSON), at about half its CPU. It does not know
+// writes (TestEncodesAsEncodingJSON), in about two thirds of its time
+// (BenchmarkMarshal: 3.8 against 5.8 µs for a lead.enriched event's data,
+// one person). It does not know
 // the omitzero option: the event envelope, the one type that uses it, stays
 // with encoding/json (events.Marshal).
 package jsonx

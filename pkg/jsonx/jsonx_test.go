@@ -165,3 +165,28 @@ func TestEncodesAsEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMarshal encodes a lead.enriched event's data (one person's
+// summary) with encoding/json and with Marshal.
+func BenchmarkMarshal(b *testing.B) {
+	p, err := person.Parse(contracts.Read("workapi/cpf.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	summary, err := p.Summary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := events.LeadEnriched{Phone: "5511987654321", Email: "a@b.c",
+		Persons: []events.EnrichedPerson{{CPF: "31860457207", Role: events.RoleBoth, EntityID: "e1", Paid: true, Person: summary}}}
+	for name, marshal := range map[string]func(any) ([]byte, error){"encoding-json": stdjson.Marshal, "jsonx": jsonx.Marshal} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := marshal(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
