@@ -398,15 +398,39 @@ func (s *Stack) Stop() {
 	}
 }
 
-// FreePort asks the kernel for an unused TCP port.
+// FreePort asks the kernel for an unused TCP port, never one it already
+// handed out in this process: the port is free only until its taker binds
+// it, and a child process binds it later, so the kernel may offer it again
+// in between (two services then race for one port; the loser exits).
 func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	handedMu.Lock()
+	defer handedMu.Unlock()
+	for range 1000 {
+		port, err := kernelPort()
+		if err != nil {
+			return 0, err
+		}
+		if !handed[port] {
+			handed[port] = true
+			return port, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("stack: no free port the process has not handed out already")
 }
+
+var (
+	handedMu sync.Mutex
+	handed   = map[int]bool{}
+	// kernelPort binds port 0 and closes it (a variable for the test).
+	kernelPort = func() (int, error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port, nil
+	}
+)
 
 func waitHTTP(ctx context.Context, url string) error {
 	deadline := time.Now().Add(20 * time.Second)
