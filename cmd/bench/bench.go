@@ -371,6 +371,15 @@ func runSteady(ctx context.Context, o options, e *env, t *target, off int) (*ste
 	return s, nil
 }
 
+// procCPU is the CPU the target's processes used over their whole life.
+func (r *result) procCPU() time.Duration {
+	var cpu time.Duration
+	for _, s := range r.procs {
+		cpu += s.cpu
+	}
+	return cpu
+}
+
 // report prints one round: product, floor and product ÷ floor.
 func report(o options, round int, p, f *result) {
 	fmt.Println()
@@ -503,12 +512,22 @@ func report(o options, round int, p, f *result) {
 		return per(float64(r.pg.inserted), r) + " / " + per(float64(r.pg.updated), r) + " / " + per(float64(r.pg.deleted), r)
 	}, "", "")
 	row("CPU per lead, ms: the target's processes / its Postgres backends / the bench process (NATS, simulators, load)", func(r *result) string {
-		var cpu time.Duration
-		for _, s := range r.procs {
-			cpu += s.cpu
-		}
-		return per(ms(cpu), r) + " / " + per(ms(r.pgCPU), r) + " / " + per(ms(r.benchCPU), r)
+		return per(ms(r.procCPU()), r) + " / " + per(ms(r.pgCPU), r) + " / " + per(ms(r.benchCPU), r)
 	}, "", "")
+	// On a CPU-bound machine the throughput ratio is about the inverse of
+	// this one: 70 % of the floor allows the floor's CPU per lead ÷ 0.7.
+	leadCPU := func(r *result) float64 { return ms(r.procCPU()+r.pgCPU+r.benchCPU) / float64(r.leads) }
+	allowed := ""
+	if f != nil && f.leads > 0 {
+		allowed = fmt.Sprintf("≤ %.2f (the floor's ÷ 0.7)", leadCPU(f)/0.7)
+	}
+	cpuRatio := ""
+	if p != nil && f != nil && p.leads > 0 && f.leads > 0 && leadCPU(p) > 0 {
+		cpuRatio = fmt.Sprintf("%.0f %% (floor ÷ product)", 100*leadCPU(f)/leadCPU(p))
+	}
+	row("CPU per lead, ms: the whole lead (the three above)", func(r *result) string {
+		return fmt.Sprintf("%.2f", leadCPU(r))
+	}, cpuRatio, allowed)
 	if p != nil && len(p.procs) > 1 {
 		var parts, names []string
 		for _, s := range p.procs {
