@@ -15,7 +15,6 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/logging"
-	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 
 // BenchmarkHop measures one pipeline hop: a delivery is decoded, the next
@@ -38,35 +37,19 @@ func BenchmarkHop(b *testing.B) {
 type hopRunner func(b *testing.B, nc *nats.Conn, js jetstream.JetStream, n int) (run func(), stop func())
 
 func benchHop(b *testing.B, runner hopRunner) {
-	srv := testinfra.StartNATS(b)
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	r := newRig(b)
 	ctx := context.Background()
-	if _, err := EnsureStream(ctx, js, DefaultStreamSettings()); err != nil {
-		b.Fatal(err)
-	}
-	pub, err := NewPublisher(nc, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	// The backlog, published before the clock starts.
 	for i := range b.N {
 		env, err := events.NewReceived(fmt.Sprintf("lead-%08d", i), events.SourceWebhook, "k", events.LeadReceived{Action: "on_create_lead"})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := pub.Publish(ctx, env); err != nil {
+		if err := r.pub.Publish(ctx, env); err != nil {
 			b.Fatal(err)
 		}
 	}
-	run, stop := runner(b, nc, js, b.N)
+	run, stop := runner(b, r.nc, r.js, b.N)
 	defer stop()
 	cpu0, t0 := processCPU(), time.Now()
 	b.ResetTimer()

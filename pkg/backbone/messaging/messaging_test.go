@@ -27,7 +27,7 @@ type rig struct {
 	pub *Publisher
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	srv := testinfra.StartNATS(t)
 	nc, err := nats.Connect(srv.URL)
