@@ -186,7 +186,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	fmt.Fprintf(os.Stderr, "%s: cold start, %d + %d + %d + %d webhooks one at a time...\n", kind, o.cold, o.warm, o.warmFresh, o.warmIdle)
 	cw := o.cold + o.warm
 	off := cw + o.warmFresh + o.warmIdle
-	cpu0 := selfCPU()
+	cpu0 := testinfra.SelfCPU()
 	if o.coldEdgeAlone || o.edgeOnly {
 		if err := t.pause(); err != nil {
 			return nil, err
@@ -230,7 +230,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	}
 	stopAnalyze()
 	e.sampleBackends(ctx, &pg)
-	r.pgCPU, r.pgCPUByApp, r.benchCPU, r.load[1] = pg.total(), pg.byApp(), selfCPU()-cpu0, loadAvg()
+	r.pgCPU, r.pgCPUByApp, r.benchCPU, r.load[1] = pg.total(), pg.byApp(), testinfra.SelfCPU()-cpu0, loadAvg()
 	r.pgTrips, r.pgStmts, r.pgPings = t.postgresWork(o.edgeOnly)
 	if o.edgeOnly && t.discard != nil {
 		t.discard()

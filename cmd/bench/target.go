@@ -228,9 +228,9 @@ func (e *env) stats(ctx context.Context) (s pgStats, err error) {
 // target's database. Backends live as long as their pooled connection, so
 // sampling them often and keeping each one's last value loses little.
 type backendCPU struct {
-	mu    sync.Mutex
-	ticks map[int]int64  // pid → utime + stime, in clock ticks
-	apps  map[int]string // pid → application_name (the product's services set theirs)
+	mu   sync.Mutex
+	cpu  map[int]time.Duration // pid → utime + stime
+	apps map[int]string        // pid → application_name (the product's services set theirs)
 }
 
 func (e *env) sampleBackends(ctx context.Context, b *backendCPU) {
@@ -249,13 +249,13 @@ func (e *env) sampleBackends(ctx context.Context, b *backendCPU) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.ticks == nil {
-		b.ticks, b.apps = map[int]int64{}, map[int]string{}
+	if b.cpu == nil {
+		b.cpu, b.apps = map[int]time.Duration{}, map[int]string{}
 	}
 	for _, be := range backends {
 		pid := int(be.PID)
-		if t := procTicks(pid); t > b.ticks[pid] {
-			b.ticks[pid] = t
+		if t, ok := testinfra.ProcCPU(pid); ok && t > b.cpu[pid] {
+			b.cpu[pid] = t
 		}
 		b.apps[pid] = be.App
 	}
@@ -264,11 +264,11 @@ func (e *env) sampleBackends(ctx context.Context, b *backendCPU) {
 func (b *backendCPU) total() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var n int64
-	for _, t := range b.ticks {
+	var n time.Duration
+	for _, t := range b.cpu {
 		n += t
 	}
-	return time.Duration(n) * (time.Second / 100) // USER_HZ is 100 on Linux
+	return n
 }
 
 // byApp is total() per application_name, the "leadflow-" prefix dropped.
@@ -276,36 +276,10 @@ func (b *backendCPU) byApp() map[string]time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := map[string]time.Duration{}
-	for pid, t := range b.ticks {
-		out[strings.TrimPrefix(b.apps[pid], "leadflow-")] += time.Duration(t) * (time.Second / 100)
+	for pid, t := range b.cpu {
+		out[strings.TrimPrefix(b.apps[pid], "leadflow-")] += t
 	}
 	return out
-}
-
-// procTicks reads utime + stime of a process from /proc/<pid>/stat.
-func procTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + st
-}
-
-// selfCPU is the user + system CPU this process used so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // loadAvg is the machine's 1-minute load average.

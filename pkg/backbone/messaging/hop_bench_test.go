@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/backbone/events"
 	"github.com/leadflow/leadflow/pkg/logging"
+	"github.com/leadflow/leadflow/pkg/testinfra"
 )
 
 // BenchmarkHop measures one pipeline hop: a delivery is decoded, the next
@@ -51,11 +51,11 @@ func benchHop(b *testing.B, runner hopRunner) {
 	}
 	run, stop := runner(b, r.nc, r.js, b.N)
 	defer stop()
-	cpu0, t0 := processCPU(), time.Now()
+	cpu0, t0 := testinfra.SelfCPU(), time.Now()
 	b.ResetTimer()
 	run()
 	b.StopTimer()
-	cpu := processCPU() - cpu0
+	cpu := testinfra.SelfCPU() - cpu0
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/op")
 	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "hops/s")
 }
@@ -156,11 +156,4 @@ func plainHop(b *testing.B, _ *nats.Conn, js jetstream.JetStream, n int) (func()
 				cc.Stop()
 			}
 		}
-}
-
-// processCPU is the CPU this process has used (user + system).
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
