@@ -75,6 +75,39 @@ type result struct {
 	benchCPU         time.Duration // CPU of this process (NATS server, simulators, load) from the first webhook on
 	load             [2]string     // machine load average when the target started and when it ended
 	check            error         // floor: messages or rows do not match the lead count
+	// phases: the CPU of each load phase alone (drain, live, steady), without
+	// the start-up, the cold start and the idle waits that the whole-life
+	// costs above spread over every lead.
+	phases []phaseCPU
+}
+
+// cpuMark is the CPU used so far by the target's processes, the Postgres
+// backends serving it and this process.
+type cpuMark struct{ procs, pg, bench time.Duration }
+
+// phaseCPU is the CPU one load phase used, and its leads.
+type phaseCPU struct {
+	name  string
+	leads int
+	cpu   cpuMark
+}
+
+// markCPU reads every counter a phase needs at its start and its end.
+func markCPU(ctx context.Context, e *env, t *target, pg *backendCPU) cpuMark {
+	e.sampleBackends(ctx, pg)
+	var m cpuMark
+	for _, s := range t.procs {
+		if c, ok := testinfra.ProcCPU(s.cmd.Process.Pid); ok {
+			m.procs += c
+		}
+	}
+	m.pg, m.bench = pg.total(), testinfra.SelfCPU()
+	return m
+}
+
+// phase returns a phaseCPU from from to to.
+func phase(name string, leads int, from, to cpuMark) phaseCPU {
+	return phaseCPU{name: name, leads: leads, cpu: cpuMark{to.procs - from.procs, to.pg - from.pg, to.bench - from.bench}}
 }
 
 type steadyResult struct {
@@ -219,10 +252,11 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 	var pg backendCPU
 	e.sampleBackends(ctx, &pg)
 	sample := sampler(ctx, e, t.procs, &pg)
+	mark := func() cpuMark { return markCPU(ctx, e, t, &pg) }
 	if o.steadyRate > 0 {
-		r.steady, err = runSteady(ctx, o, e, t, off)
+		r.steady, err = runSteady(ctx, o, e, t, off, mark, r)
 	} else {
-		err = runPhases(ctx, o, e, t, off, r)
+		err = runPhases(ctx, o, e, t, off, mark, r)
 	}
 	sample()
 	if err != nil {
@@ -281,7 +315,7 @@ func measure(ctx context.Context, o options, kind, bins string) (*result, error)
 
 // runPhases is the throughput measurement: the edge alone, the drain of that
 // backlog, then leads posted while everything runs.
-func runPhases(ctx context.Context, o options, e *env, t *target, off int, r *result) error {
+func runPhases(ctx context.Context, o options, e *env, t *target, off int, mark func() cpuMark, r *result) error {
 	// Phase 1: the edge alone (the stages are stopped), acked webhooks/s.
 	fmt.Fprintf(os.Stderr, "%s phase 1: %d webhooks to the edge alone...\n", t.kind, o.backlog)
 	if !o.edgeOnly { // -edge-only: stopped since the cold start
@@ -304,10 +338,13 @@ func runPhases(ctx context.Context, o options, e *env, t *target, off int, r *re
 	// Phase 2: the stages drain the backlog.
 	fmt.Fprintf(os.Stderr, "%s phase 2: draining the backlog...\n", t.kind)
 	start := time.Now()
+	m0 := mark()
 	if err := t.waitDone(ctx, off+o.backlog, 10*time.Minute); err != nil {
 		return err
 	}
 	r.drain = float64(o.backlog) / time.Since(start).Seconds()
+	m1 := mark()
+	r.phases = append(r.phases, phase("drain", o.backlog, m0, m1))
 
 	// Phase 3: live end to end.
 	fmt.Fprintf(os.Stderr, "%s phase 3: %d leads end to end...\n", t.kind, o.live)
@@ -319,11 +356,12 @@ func runPhases(ctx context.Context, o options, e *env, t *target, off int, r *re
 		return err
 	}
 	r.live = float64(o.live) / time.Since(start).Seconds()
+	r.phases = append(r.phases, phase("live", o.live, m1, mark()))
 	return nil
 }
 
 // runSteady posts the remaining leads at a fixed rate and measures latencies.
-func runSteady(ctx context.Context, o options, e *env, t *target, off int) (*steadyResult, error) {
+func runSteady(ctx context.Context, o options, e *env, t *target, off int, mark func() cpuMark, r *result) (*steadyResult, error) {
 	fmt.Fprintf(os.Stderr, "%s steady: %d webhooks at %g/s (edge alone: %v)...\n", t.kind, o.steadyLeads, o.steadyRate, o.steadyEdgeAlone)
 	calls := e.simRequests()
 	if o.steadyEdgeAlone {
@@ -331,6 +369,7 @@ func runSteady(ctx context.Context, o options, e *env, t *target, off int) (*ste
 			return nil, err
 		}
 	}
+	m0 := mark()
 	sent, answer, achieved, err := steadyLoad(t.base, e.bodies[off:], o.steadyRate)
 	if o.steadyEdgeAlone {
 		// End to end then includes the wait for the stages: only the
@@ -345,6 +384,7 @@ func runSteady(ctx context.Context, o options, e *env, t *target, off int) (*ste
 	if err := t.waitDone(ctx, off+o.steadyLeads, 10*time.Minute); err != nil {
 		return nil, err
 	}
+	r.phases = append(r.phases, phase("steady", o.steadyLeads, m0, mark()))
 	s := &steadyResult{n: o.steadyLeads, achieved: achieved, answer: answer, allDone: time.Since(sent[0])}
 	if t.kind == "product" && !o.steadyEdgeAlone {
 		if s.stages, err = readStageTimes(ctx, e, sent[0]); err != nil {
@@ -528,6 +568,41 @@ func report(o options, round int, p, f *result) {
 	row("CPU per lead, ms: the whole lead (the three above)", func(r *result) string {
 		return fmt.Sprintf("%.2f", leadCPU(r))
 	}, cpuRatio, allowed)
+	// The same for each load phase alone: what a lead costs while leads
+	// flow, without the start-up and idle time spread over the leads above.
+	if p != nil && len(p.phases) > 0 || f != nil && len(f.phases) > 0 {
+		var src *result
+		if p != nil && len(p.phases) > 0 {
+			src = p
+		} else {
+			src = f
+		}
+		for i, ph := range src.phases {
+			get := func(r *result) (phaseCPU, bool) {
+				if i >= len(r.phases) || ph.leads == 0 {
+					return phaseCPU{}, false
+				}
+				return r.phases[i], true
+			}
+			whole := func(c phaseCPU) float64 { return ms(c.cpu.procs+c.cpu.pg+c.cpu.bench) / float64(c.leads) }
+			ratio := ""
+			if p != nil && f != nil {
+				pp, ok1 := get(p)
+				fp, ok2 := get(f)
+				if ok1 && ok2 && whole(pp) > 0 {
+					ratio = fmt.Sprintf("%.0f %% (floor ÷ product)", 100*whole(fp)/whole(pp))
+				}
+			}
+			row(fmt.Sprintf("CPU per lead in the %s phase alone (%d leads), ms: processes / Postgres backends / bench process = the whole lead", ph.name, ph.leads), func(r *result) string {
+				c, ok := get(r)
+				if !ok {
+					return "-"
+				}
+				n := float64(c.leads)
+				return fmt.Sprintf("%.2f / %.2f / %.2f = %.2f", ms(c.cpu.procs)/n, ms(c.cpu.pg)/n, ms(c.cpu.bench)/n, whole(c))
+			}, ratio, "")
+		}
+	}
 	if p != nil && len(p.procs) > 1 {
 		var parts, names []string
 		for _, s := range p.procs {
