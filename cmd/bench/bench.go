@@ -344,7 +344,9 @@ func runPhases(ctx context.Context, o options, e *env, t *target, off int, mark 
 	}
 	r.drain = float64(o.backlog) / time.Since(start).Seconds()
 	m1 := mark()
-	r.phases = append(r.phases, phase("drain", o.backlog, m0, m1))
+	if o.backlog > 0 {
+		r.phases = append(r.phases, phase("drain", o.backlog, m0, m1))
+	}
 
 	// Phase 3: live end to end.
 	fmt.Fprintf(os.Stderr, "%s phase 3: %d leads end to end...\n", t.kind, o.live)
@@ -356,7 +358,9 @@ func runPhases(ctx context.Context, o options, e *env, t *target, off int, mark 
 		return err
 	}
 	r.live = float64(o.live) / time.Since(start).Seconds()
-	r.phases = append(r.phases, phase("live", o.live, m1, mark()))
+	if o.live > 0 {
+		r.phases = append(r.phases, phase("live", o.live, m1, mark()))
+	}
 	return nil
 }
 
