@@ -105,6 +105,19 @@ func markCPU(ctx context.Context, e *env, t *target, pg *backendCPU) cpuMark {
 	return m
 }
 
+// perLead is the phase's whole CPU per lead, ms.
+func (c phaseCPU) perLead() float64 {
+	return ms(c.cpu.procs+c.cpu.pg+c.cpu.bench) / float64(c.leads)
+}
+
+// phasesOf is r's phases (none for nil).
+func phasesOf(r *result) []phaseCPU {
+	if r == nil {
+		return nil
+	}
+	return r.phases
+}
+
 // phase returns a phaseCPU from from to to.
 func phase(name string, leads int, from, to cpuMark) phaseCPU {
 	return phaseCPU{name: name, leads: leads, cpu: cpuMark{to.procs - from.procs, to.pg - from.pg, to.bench - from.bench}}
@@ -574,38 +587,32 @@ func report(o options, round int, p, f *result) {
 	}, cpuRatio, allowed)
 	// The same for each load phase alone: what a lead costs while leads
 	// flow, without the start-up and idle time spread over the leads above.
-	if p != nil && len(p.phases) > 0 || f != nil && len(f.phases) > 0 {
-		var src *result
-		if p != nil && len(p.phases) > 0 {
-			src = p
-		} else {
-			src = f
-		}
-		for i, ph := range src.phases {
-			get := func(r *result) (phaseCPU, bool) {
-				if i >= len(r.phases) || ph.leads == 0 {
-					return phaseCPU{}, false
-				}
-				return r.phases[i], true
+	src := p
+	if src == nil || len(src.phases) == 0 {
+		src = f
+	}
+	for i := range phasesOf(src) {
+		name, leads := src.phases[i].name, src.phases[i].leads
+		get := func(r *result) (phaseCPU, bool) {
+			if r == nil || i >= len(r.phases) {
+				return phaseCPU{}, false
 			}
-			whole := func(c phaseCPU) float64 { return ms(c.cpu.procs+c.cpu.pg+c.cpu.bench) / float64(c.leads) }
-			ratio := ""
-			if p != nil && f != nil {
-				pp, ok1 := get(p)
-				fp, ok2 := get(f)
-				if ok1 && ok2 && whole(pp) > 0 {
-					ratio = fmt.Sprintf("%.0f %% (floor ÷ product)", 100*whole(fp)/whole(pp))
-				}
-			}
-			row(fmt.Sprintf("CPU per lead in the %s phase alone (%d leads), ms: processes / Postgres backends / bench process = the whole lead", ph.name, ph.leads), func(r *result) string {
-				c, ok := get(r)
-				if !ok {
-					return "-"
-				}
-				n := float64(c.leads)
-				return fmt.Sprintf("%.2f / %.2f / %.2f = %.2f", ms(c.cpu.procs)/n, ms(c.cpu.pg)/n, ms(c.cpu.bench)/n, whole(c))
-			}, ratio, "")
+			return r.phases[i], true
 		}
+		ratio := ""
+		if pp, ok := get(p); ok && pp.perLead() > 0 {
+			if fp, ok := get(f); ok {
+				ratio = fmt.Sprintf("%.0f %% (floor ÷ product)", 100*fp.perLead()/pp.perLead())
+			}
+		}
+		row(fmt.Sprintf("CPU per lead in the %s phase alone (%d leads), ms: processes / Postgres backends / bench process = the whole lead", name, leads), func(r *result) string {
+			c, ok := get(r)
+			if !ok {
+				return "-"
+			}
+			n := float64(c.leads)
+			return fmt.Sprintf("%.2f / %.2f / %.2f = %.2f", ms(c.cpu.procs)/n, ms(c.cpu.pg)/n, ms(c.cpu.bench)/n, c.perLead())
+		}, ratio, "")
 	}
 	if p != nil && len(p.procs) > 1 {
 		var parts, names []string
